@@ -1,0 +1,1 @@
+"""Users, project memberships and roles, and the permission policy."""

@@ -1,0 +1,34 @@
+"""Permission checks used by every service (deny by default)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.models import Membership
+from labelloop.accounts.roles import Permission, Role, allows
+from labelloop.errors import PermissionDenied
+
+
+def roles_of(session: Session, user_id: int, project_id: int) -> frozenset[Role]:
+    rows = session.scalars(
+        select(Membership.role).where(Membership.user_id == user_id, Membership.project_id == project_id)
+    )
+    return frozenset(Role(r) for r in rows)
+
+
+def require(session: Session, actor: Actor, permission: Permission, *, project_id: int | None) -> None:
+    """Raise PermissionDenied unless ``actor`` may do ``permission`` in the project."""
+    if actor.system or actor.is_admin:
+        return
+    if actor.user_id is not None and project_id is not None:
+        if allows(roles_of(session, actor.user_id, project_id), permission):
+            return
+    where = f" in project {project_id}" if project_id is not None else ""
+    raise PermissionDenied(f"{actor.name} may not {permission.value}{where}")
+
+
+def require_admin(actor: Actor) -> None:
+    if not (actor.system or actor.is_admin):
+        raise PermissionDenied(f"{actor.name} is not an administrator")

@@ -1,0 +1,169 @@
+"""User and membership use cases. Services take ``session`` and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelloop import trail
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.models import Membership, User
+from labelloop.accounts.policy import require, require_admin
+from labelloop.accounts.roles import Permission, Role
+from labelloop.errors import Conflict, NotFound, ValidationFailed
+
+_hasher = PasswordHasher()
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return _hasher.hash(password)
+
+
+def check_password(user: User, password: str) -> bool:
+    if not user.password_hash:
+        return False
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _public(user: User) -> dict[str, object]:
+    return {"username": user.username, "email": user.email, "is_admin": user.is_admin, "is_active": user.is_active}
+
+
+def create_user(
+    session: Session,
+    *,
+    actor: Actor,
+    username: str,
+    email: str | None = None,
+    password: str | None = None,
+    is_admin: bool = False,
+    display_name: str | None = None,
+) -> User:
+    require_admin(actor)
+    username = username.strip()
+    if not username:
+        raise ValidationFailed("username must not be empty")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"user {username!r} already exists")
+    user = User(
+        username=username,
+        email=email,
+        display_name=display_name,
+        password_hash=hash_password(password) if password else None,
+        is_admin=is_admin,
+    )
+    session.add(user)
+    session.flush()
+    trail.service.append(
+        session, actor=actor.name, action="user.create", entity_type="user", entity_id=user.id, after=_public(user)
+    )
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+def list_users(session: Session) -> Sequence[User]:
+    return session.scalars(select(User).order_by(User.username)).all()
+
+
+def ensure_users(session: Session, *, actor: Actor, usernames: set[str], project_id: int) -> dict[str, int]:
+    """Ids of the named users, creating password-less annotator accounts (with an
+    ``annotator`` membership in the project) for names not seen before. Used by imports."""
+    found: dict[str, int] = {}
+    names = sorted(usernames)
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        for uid, name in session.execute(select(User.id, User.username).where(User.username.in_(chunk))):
+            found[name] = uid
+    for name in names:
+        if name in found:
+            continue
+        user = User(username=name, email=name if "@" in name else None)
+        session.add(user)
+        session.flush()
+        found[name] = user.id
+        trail.service.append(
+            session,
+            actor=actor.name,
+            action="user.create",
+            entity_type="user",
+            entity_id=user.id,
+            project_id=project_id,
+            after=_public(user),
+        )
+    have = set(
+        session.scalars(
+            select(Membership.user_id).where(
+                Membership.project_id == project_id, Membership.role == Role.ANNOTATOR.value
+            )
+        )
+    )
+    for name in names:
+        if found[name] not in have:
+            session.add(Membership(user_id=found[name], project_id=project_id, role=Role.ANNOTATOR.value))
+    session.flush()
+    return found
+
+
+def grant(session: Session, *, actor: Actor, username: str, project_id: int, role: Role) -> Membership:
+    require(session, actor, Permission.PROJECT_MANAGE, project_id=project_id)
+    user = get_user(session, username)
+    existing = session.scalar(
+        select(Membership).where(
+            Membership.user_id == user.id, Membership.project_id == project_id, Membership.role == role.value
+        )
+    )
+    if existing is not None:
+        return existing
+    membership = Membership(user_id=user.id, project_id=project_id, role=role.value)
+    session.add(membership)
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="membership.grant",
+        entity_type="membership",
+        entity_id=membership.id,
+        project_id=project_id,
+        after={"username": username, "role": role.value},
+    )
+    return membership
+
+
+def revoke(session: Session, *, actor: Actor, username: str, project_id: int, role: Role) -> None:
+    require(session, actor, Permission.PROJECT_MANAGE, project_id=project_id)
+    user = get_user(session, username)
+    membership = session.scalar(
+        select(Membership).where(
+            Membership.user_id == user.id, Membership.project_id == project_id, Membership.role == role.value
+        )
+    )
+    if membership is None:
+        raise NotFound(f"{username} has no {role.value} role in project {project_id}")
+    session.delete(membership)
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="membership.revoke",
+        entity_type="membership",
+        entity_id=membership.id,
+        project_id=project_id,
+        before={"username": username, "role": role.value},
+    )
+    session.flush()

@@ -1,0 +1,49 @@
+"""The `labelloop` command: a root Typer app assembled from one sub-app per feature."""
+
+from __future__ import annotations
+
+import typer
+
+from labelloop import __version__
+from labelloop.cli import db, trail, users
+from labelloop.cli._common import DatabaseUrl, console, handle_errors, settings_for
+
+app = typer.Typer(
+    name="labelloop",
+    help="LabelLoop: periodic audits, feedback and training that keep labeled data trustworthy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(trail.app, name="trail")
+app.add_typer(users.app, name="user")
+
+
+@app.command("init")
+def init_cmd(database_url: DatabaseUrl = None) -> None:
+    """Create the database (migrated to the newest schema) and the secret key."""
+    from labelloop.store import make_engine, upgrade
+
+    settings = settings_for(database_url)
+    engine = make_engine(settings)
+    try:
+        with handle_errors():
+            upgrade(engine)
+    finally:
+        engine.dispose()
+    settings.ensure_secret_key()
+    console.print(f"database ready at [bold]{settings.database_url}[/]")
+    console.print("next: [bold]labelloop project create NAME --schema schema.yaml[/] "
+                  "or [bold]labelloop import FILE --project NAME --create[/]")
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,101 @@
+"""`labelloop user`: accounts and project roles."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from labelloop.accounts import service
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.roles import Role
+from labelloop.cli._common import DatabaseUrl, JsonFlag, console, open_session
+
+app = typer.Typer(help="Users and their roles per project.", no_args_is_help=True)
+
+
+@app.command("create")
+def create_cmd(
+    username: Annotated[str, typer.Argument(help="Login name (an email works).")],
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(help="Password (prompted when omitted and --no-login not given).", hide_input=True),
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Global administrator.")] = False,
+    no_login: Annotated[bool, typer.Option("--no-login", help="Account without a password.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a user (password hashed with argon2)."""
+    if password is None and not no_login:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with open_session(database_url) as session:
+        user = service.create_user(
+            session, actor=Actor.local(), username=username, email=email, password=password, is_admin=admin
+        )
+        console.print(f"created user [bold]{user.username}[/] (id {user.id})")
+
+
+@app.command("list")
+def list_cmd(as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> None:
+    """List users."""
+    with open_session(database_url) as session:
+        users = service.list_users(session)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    [
+                        {"id": u.id, "username": u.username, "email": u.email, "is_admin": u.is_admin,
+                         "can_login": u.password_hash is not None}
+                        for u in users
+                    ],
+                    indent=2,
+                )
+            )
+            return
+        table = Table("id", "username", "email", "admin", "can log in")
+        for u in users:
+            table.add_row(str(u.id), u.username, u.email or "", "yes" if u.is_admin else "",
+                          "yes" if u.password_hash else "")
+        console.print(table)
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise typer.BadParameter(f"unknown role {value!r}; one of {', '.join(r.value for r in Role)}") from None
+
+
+@app.command("grant")
+def grant_cmd(
+    username: str,
+    project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
+    role: Annotated[str, typer.Option("--role", "-r", help="lead, adjudicator, auditor, mentor, annotator or model.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Give a user a role in a project."""
+    from labelloop.projects.service import get_project
+
+    with open_session(database_url) as session:
+        p = get_project(session, project)
+        service.grant(session, actor=Actor.local(), username=username, project_id=p.id, role=_role(role))
+        console.print(f"{username} is now {role} in {p.name}")
+
+
+@app.command("revoke")
+def revoke_cmd(
+    username: str,
+    project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
+    role: Annotated[str, typer.Option("--role", "-r", help="Role to take away.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Take a role in a project away from a user."""
+    from labelloop.projects.service import get_project
+
+    with open_session(database_url) as session:
+        p = get_project(session, project)
+        service.revoke(session, actor=Actor.local(), username=username, project_id=p.id, role=_role(role))
+        console.print(f"{username} is no longer {role} in {p.name}")

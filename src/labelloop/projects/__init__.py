@@ -1,0 +1,1 @@
+"""Projects, label schemas, items, annotations, gold labels, predictions, imports and exports."""

@@ -1,0 +1,69 @@
+"""Canonical form and hashing of events (pure functions)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: datetimes as ISO 8601 UTC, sets as sorted lists, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def canonical(fields: dict[str, Any]) -> str:
+    """Canonical JSON: sorted keys, no insignificant whitespace, UTF-8 kept."""
+    return json.dumps(jsonable(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """SHA-256 over the previous hash and the canonical event."""
+    digest = hashlib.sha256()
+    digest.update(prev_hash.encode("ascii"))
+    digest.update(canonical(fields).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def hashed_fields(
+    *,
+    seq: int,
+    created_at: datetime,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_id: str | None,
+    project_id: int | None,
+    before: Any,
+    after: Any,
+) -> dict[str, Any]:
+    """The fields an event's hash covers (everything but its own hash and row id)."""
+    return {
+        "seq": seq,
+        "created_at": jsonable(created_at),
+        "actor": actor,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "project_id": project_id,
+        "before": before,
+        "after": after,
+    }
