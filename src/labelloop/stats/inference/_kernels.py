@@ -1,0 +1,268 @@
+"""Compiled hot loops shared by the truth-inference estimators.
+
+Every kernel walks the ratings grouped by item (CSR layout: ``indptr`` over items,
+rows sorted by item) so that the per-item accumulation is contiguous and the
+per-annotator parameter tables (a few thousand numbers) stay in cache. All
+likelihood work is done in log space with a per-item log-sum-exp, so no product of
+probabilities is ever formed and nothing underflows however many labels an item has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_njit = cast(Callable[[_F], _F], numba.njit(cache=True, nogil=True))
+
+
+@_njit
+def group_by_item(item: IntArray, n_items: int) -> tuple[IntArray, IntArray]:
+    """Counting sort of rating rows by item: returns (indptr, order), stable."""
+    indptr = np.zeros(n_items + 1, dtype=np.int64)
+    for r in range(item.shape[0]):
+        indptr[item[r] + 1] += 1
+    for i in range(n_items):
+        indptr[i + 1] += indptr[i]
+    fill = indptr[:-1].copy()
+    order = np.empty(item.shape[0], dtype=np.int64)
+    for r in range(item.shape[0]):
+        i = item[r]
+        order[fill[i]] = r
+        fill[i] += 1
+    return indptr, order
+
+
+@_njit
+def posterior(
+    indptr: IntArray,
+    row: IntArray,
+    weight: FloatArray,
+    log_e: FloatArray,
+    log_prior: FloatArray,
+    gold: IntArray,
+    q: FloatArray,
+) -> float:
+    """E-step for every confusion-matrix model (Dawid–Skene, one-coin, MACE).
+
+    For item i and class c: ``a[i, c] = log π_c + Σ_r w_r log_e[row_r, c]`` where
+    ``row_r = annotator_r * K + label_r`` indexes the table of
+    ``log P(label | true = c, annotator)``. Writes ``q[i] = softmax(a[i])`` (one-hot
+    for gold items) and returns ``Σ_i logsumexp_c a[i, c]`` (``a[i, g]`` for gold).
+    """
+    n_items = indptr.shape[0] - 1
+    k = log_prior.shape[0]
+    acc = np.empty(k)
+    ll = 0.0
+    for i in range(n_items):
+        for c in range(k):
+            acc[c] = log_prior[c]
+        for r in range(indptr[i], indptr[i + 1]):
+            w = weight[r]
+            if w != 0.0:
+                t = row[r]
+                for c in range(k):
+                    acc[c] += w * log_e[t, c]
+        g = gold[i]
+        if g >= 0:
+            ll += acc[g]
+            for c in range(k):
+                q[i, c] = 0.0
+            q[i, g] = 1.0
+            continue
+        m = acc[0]
+        for c in range(1, k):
+            if acc[c] > m:
+                m = acc[c]
+        if m == -np.inf:  # no class is possible under the model: fall back to uniform
+            ll += m
+            for c in range(k):
+                q[i, c] = 1.0 / k
+            continue
+        s = 0.0
+        for c in range(k):
+            acc[c] = math.exp(acc[c] - m)
+            s += acc[c]
+        ll += m + math.log(s)
+        for c in range(k):
+            q[i, c] = acc[c] / s
+    return ll
+
+
+@_njit
+def confusion_counts(
+    indptr: IntArray, row: IntArray, weight: FloatArray, q: FloatArray, n_rows: int
+) -> FloatArray:
+    """M-step sufficient statistics: ``N[row, c] = Σ_{r: row_r = row} w_r q[item_r, c]``."""
+    k = q.shape[1]
+    counts = np.zeros((n_rows, k))
+    n_items = indptr.shape[0] - 1
+    for i in range(n_items):
+        for r in range(indptr[i], indptr[i + 1]):
+            w = weight[r]
+            t = row[r]
+            for c in range(k):
+                counts[t, c] += w * q[i, c]
+    return counts
+
+
+@_njit
+def correct_mass(
+    indptr: IntArray,
+    annotator: IntArray,
+    label: IntArray,
+    weight: FloatArray,
+    q: FloatArray,
+    n_annotators: int,
+) -> FloatArray:
+    """One-coin M-step statistic: ``Σ_{r of annotator} w_r q[item_r, label_r]``."""
+    out = np.zeros(n_annotators)
+    n_items = indptr.shape[0] - 1
+    for i in range(n_items):
+        for r in range(indptr[i], indptr[i + 1]):
+            out[annotator[r]] += weight[r] * q[i, label[r]]
+    return out
+
+
+@_njit
+def mace_counts(
+    indptr: IntArray,
+    annotator: IntArray,
+    label: IntArray,
+    weight: FloatArray,
+    q: FloatArray,
+    spam_share: FloatArray,
+    n_annotators: int,
+    k: int,
+) -> tuple[FloatArray, FloatArray]:
+    """MACE expected counts.
+
+    ``spam_share[row] = s1 / (s0 ξ_l + s1)`` is the probability of "knowing" given that
+    the label equals the truth, so ``P(spam_r | y) = 1 - q[i, l_r] spam_share[row_r]``.
+    Returns the strategy counts (annotators × labels) and the competence counts
+    (annotators × [spamming, knowing]).
+    """
+    strategy = np.zeros((n_annotators, k))
+    competence = np.zeros((n_annotators, 2))
+    n_items = indptr.shape[0] - 1
+    for i in range(n_items):
+        for r in range(indptr[i], indptr[i + 1]):
+            a = annotator[r]
+            lab = label[r]
+            w = weight[r]
+            knowing = q[i, lab] * spam_share[a * k + lab]
+            strategy[a, lab] += w * (1.0 - knowing)
+            competence[a, 0] += w * (1.0 - knowing)
+            competence[a, 1] += w * knowing
+    return strategy, competence
+
+
+@_njit
+def _log_sigmoid(x: float) -> float:
+    if x >= 0:
+        return -math.log1p(math.exp(-x))
+    return x - math.log1p(math.exp(x))
+
+
+@_njit
+def glad_posterior(
+    indptr: IntArray,
+    annotator: IntArray,
+    label: IntArray,
+    weight: FloatArray,
+    alpha: FloatArray,
+    beta: FloatArray,
+    log_prior: FloatArray,
+    gold: IntArray,
+    q: FloatArray,
+) -> float:
+    """GLAD E-step: ``P(l | z=c) = σ(α_j e^{β_i})`` if l = c else ``(1 - σ)/(K-1)``."""
+    n_items = indptr.shape[0] - 1
+    k = log_prior.shape[0]
+    log_km1 = math.log(k - 1.0)
+    acc = np.empty(k)
+    ll = 0.0
+    for i in range(n_items):
+        base = 0.0
+        for c in range(k):
+            acc[c] = log_prior[c]
+        eb = math.exp(beta[i])
+        for r in range(indptr[i], indptr[i + 1]):
+            w = weight[r]
+            if w == 0.0:
+                continue
+            x = alpha[annotator[r]] * eb
+            ls = _log_sigmoid(x)
+            lns = _log_sigmoid(-x) - log_km1
+            base += w * lns
+            acc[label[r]] += w * (ls - lns)
+        for c in range(k):
+            acc[c] += base
+        g = gold[i]
+        if g >= 0:
+            ll += acc[g]
+            for c in range(k):
+                q[i, c] = 0.0
+            q[i, g] = 1.0
+            continue
+        m = acc[0]
+        for c in range(1, k):
+            if acc[c] > m:
+                m = acc[c]
+        s = 0.0
+        for c in range(k):
+            acc[c] = math.exp(acc[c] - m)
+            s += acc[c]
+        ll += m + math.log(s)
+        for c in range(k):
+            q[i, c] = acc[c] / s
+    return ll
+
+
+@_njit
+def glad_objective(
+    indptr: IntArray,
+    annotator: IntArray,
+    label: IntArray,
+    weight: FloatArray,
+    q: FloatArray,
+    alpha: FloatArray,
+    beta: FloatArray,
+    grad_alpha: FloatArray,
+    grad_beta: FloatArray,
+) -> float:
+    """Expected complete-data log-likelihood of GLAD's label terms and its gradient.
+
+    ``Q = Σ_r w_r [q_{i,l} log σ(x_r) + (1 - q_{i,l}) (log(1 - σ(x_r)) - log(K-1))]`` with
+    ``x_r = α_j e^{β_i}``; ``∂Q/∂x_r = w_r (q_{i,l} - σ(x_r))``. Gradients are written into
+    ``grad_alpha`` and ``grad_beta`` (which are zeroed first).
+    """
+    n_items = indptr.shape[0] - 1
+    k = q.shape[1]
+    log_km1 = math.log(k - 1.0)
+    grad_alpha[:] = 0.0
+    total = 0.0
+    for i in range(n_items):
+        eb = math.exp(beta[i])
+        gb = 0.0
+        for r in range(indptr[i], indptr[i + 1]):
+            w = weight[r]
+            j = annotator[r]
+            x = alpha[j] * eb
+            p = q[i, label[r]]
+            ls = _log_sigmoid(x)
+            lns = _log_sigmoid(-x)
+            total += w * (p * ls + (1.0 - p) * (lns - log_km1))
+            d = w * (p - math.exp(ls))
+            grad_alpha[j] += d * eb
+            gb += d * alpha[j] * eb
+        grad_beta[i] = gb
+    return total
