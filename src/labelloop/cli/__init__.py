@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from labelloop import __version__
-from labelloop.cli import db, trail, users
+from labelloop.cli import audits, db, demo, projects, stats, trail, users
+from labelloop.cli import io as io_cmds
 from labelloop.cli._common import DatabaseUrl, console, handle_errors, settings_for
 
 app = typer.Typer(
@@ -19,6 +20,13 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(trail.app, name="trail")
 app.add_typer(users.app, name="user")
+app.command("demo")(demo.demo_cmd)
+app.add_typer(stats.app, name="stats")
+app.add_typer(projects.app, name="project")
+app.add_typer(audits.app, name="audit")
+app.command("worker")(audits.worker_cmd)
+app.command("import")(io_cmds.import_cmd)
+app.command("export")(io_cmds.export_cmd)
 
 
 @app.command("init")

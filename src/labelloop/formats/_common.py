@@ -46,7 +46,9 @@ def parse_datetime(value: object) -> datetime:
             return datetime.fromtimestamp(float(text), tz=UTC)
         except (ValueError, OverflowError, OSError):
             pass
-        raise ValueError(f"{value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:30:00Z)") from None
+        raise ValueError(
+            f"{value!r} is not an ISO 8601 timestamp (e.g. 2024-05-01T12:30:00Z)"
+        ) from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -126,7 +128,9 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str] | FormatIssue]:
             try:
                 text = chunk.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield decode_error_issue(path, exc, offset + (len(raw) - len(chunk)) + exc.start, number)
+                yield decode_error_issue(
+                    path, exc, offset + (len(raw) - len(chunk)) + exc.start, number
+                )
                 return
             offset += len(raw)
             yield number, text
@@ -152,3 +156,28 @@ def as_str(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, int, Any] | FormatIssue]:
+    """(line, record index, parsed object) per non-blank JSON line, streamed. A line that
+    is not JSON yields an issue and reading goes on; bytes that are not UTF-8 yield one
+    fatal issue (severity error, ``fatal`` in the reason is implied) and stop."""
+    record = 0
+    file = str(path)
+    for entry in iter_lines(path):
+        if isinstance(entry, FormatIssue):
+            yield entry
+            return
+        line, text = entry
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text.rstrip("\r\n"))
+        except json.JSONDecodeError as exc:
+            yield FormatIssue(
+                Location(file, line=line, record=record),
+                f"invalid JSON: {exc.msg} at column {exc.colno}",
+            )
+        else:
+            yield line, record, obj
+        record += 1

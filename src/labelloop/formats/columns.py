@@ -18,7 +18,16 @@ from labelloop.formats._common import FormatError
 #: Names tried, in order, when a role's column is not given.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "item": ("item", "item_id", "unit", "object", "task_id", "orig_id", "id"),
-    "annotator": ("annotator", "annotator_id", "worker", "worker_id", "rater", "coder", "user", "!amt_worker_ids"),
+    "annotator": (
+        "annotator",
+        "annotator_id",
+        "worker",
+        "worker_id",
+        "rater",
+        "coder",
+        "user",
+        "!amt_worker_ids",
+    ),
     "label": ("label", "response", "rating", "value", "answer", "category"),
 }
 
@@ -31,35 +40,72 @@ def _kind(path: Path) -> str:
         return "jsonl"
     if suffix in {".csv", ".tsv", ".txt", ".tab"}:
         return "csv"
-    raise FormatError(f"{path}: unsupported file type {suffix or '(none)'}; use CSV, TSV, JSONL or Parquet")
+    raise FormatError(
+        f"{path}: unsupported file type {suffix or '(none)'}; use CSV, TSV, JSONL or Parquet"
+    )
 
 
-def _header(path: Path, kind: str) -> tuple[list[str], str]:
+def _not_utf8(path: Path) -> FormatError:
+    """The error for a file that is not UTF-8, naming the line and byte of the first bad byte."""
+    data = path.read_bytes()
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + start
+        line = data.count(b"\n", 0, offset) + 1
+        return FormatError(
+            f"{path}, line {line}: not UTF-8 text (invalid byte 0x{data[offset]:02x} at byte "
+            f"offset {offset}); re-save it as UTF-8 (it may be Latin-1 or Windows-1252)"
+        )
+    return FormatError(f"{path}: not UTF-8 text")
+
+
+def _header(path: Path, kind: str, header: bool = True) -> tuple[list[str], str]:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names), ""
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        first = fh.readline()
-        if not first.strip():
-            raise FormatError(f"{path}: file is empty")
-        if kind == "jsonl":
-            try:
-                obj = json.loads(first)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"{path}, line 1: invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise FormatError(f"{path}, line 1: expected a JSON object per line")
-            return list(obj), ""
-        sample = first + fh.read(64 * 1024)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline()
+            if not first.strip():
+                raise FormatError(f"{path}: file is empty")
+            if kind == "jsonl":
+                try:
+                    obj = json.loads(first)
+                except json.JSONDecodeError as exc:
+                    raise FormatError(f"{path}, line 1: invalid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise FormatError(f"{path}, line 1: expected a JSON object per line")
+                return list(obj), ""
+            sample = first + fh.read(64 * 1024)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
     except csv.Error:
         delimiter = "\t" if "\t" in first else ","
-    return next(csv.reader([first], delimiter=delimiter)), delimiter
+    names = next(csv.reader([first], delimiter=delimiter))
+    if not header:  # columns are numbered from 1
+        names = [str(i) for i in range(1, len(names) + 1)]
+    return names, delimiter
 
 
-def resolve_columns(available: Sequence[str], wanted: dict[str, str | None], path: Path) -> dict[str, str]:
+def column_names(path: Path, *, header: bool = True) -> list[str]:
+    """The column names of a long-form file (``"1"``, ``"2"``, ... when ``header=False``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    kind = _kind(path)
+    if not header and kind != "csv":
+        raise FormatError(f"{path}: only CSV/TSV files can lack a header row")
+    return _header(path, kind, header)[0]
+
+
+def resolve_columns(
+    available: Sequence[str], wanted: dict[str, str | None], path: Path
+) -> dict[str, str]:
     """Map each role (item, annotator, label, ...) to a column, trying aliases when not given."""
     out: dict[str, str] = {}
     lowered = {c.lower(): c for c in available}
@@ -84,26 +130,40 @@ def resolve_columns(available: Sequence[str], wanted: dict[str, str | None], pat
 
 
 def read_columns(
-    path: Path, wanted: dict[str, str | None], *, text_roles: Sequence[str] = ("item", "annotator", "label")
+    path: Path,
+    wanted: dict[str, str | None],
+    *,
+    text_roles: Sequence[str] = ("item", "annotator", "label"),
+    header: bool = True,
+    with_lines: bool = False,
 ) -> dict[str, list[Any]]:
     """Columns for each role, as lists; rows with an empty value in any role are errors.
 
     ``text_roles`` are read as strings (as written); other roles keep parsed types.
+    ``header=False`` reads a CSV/TSV file without a header row; its columns are then
+    named ``"1"``, ``"2"``, ... by position. ``with_lines=True`` adds a ``"_line"`` list:
+    the 1-based source line of each row (CSV/JSONL), or its 0-based record index (Parquet),
+    so callers that parse values further can name the line of a bad one.
     """
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such file")
     kind = _kind(path)
-    available, delimiter = _header(path, kind)
+    if not header and kind != "csv":
+        raise FormatError(f"{path}: only CSV/TSV files can lack a header row")
+    available, delimiter = _header(path, kind, header)
     cols = resolve_columns(available, wanted, path)
     data: dict[str, list[Any]] = {role: [] for role in cols}
+    where: list[int] = []  # source line of each row (CSV, JSONL)
     if kind == "parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path, columns=sorted(set(cols.values())))
         for role, name in cols.items():
             values = table.column(name).to_pylist()
-            data[role] = [None if v is None else (str(v) if role in text_roles else v) for v in values]
+            data[role] = [
+                None if v is None else (str(v) if role in text_roles else v) for v in values
+            ]
     elif kind == "jsonl":
         with path.open(encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, start=1):
@@ -113,6 +173,9 @@ def read_columns(
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise FormatError(f"{path}, line {lineno}: invalid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise FormatError(f"{path}, line {lineno}: expected a JSON object per line")
+                where.append(lineno)
                 for role, name in cols.items():
                     v = obj.get(name)
                     data[role].append(None if v is None else (str(v) if role in text_roles else v))
@@ -120,21 +183,33 @@ def read_columns(
         try:
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 reader = csv.reader(fh, delimiter=delimiter)
-                header = next(reader)
-                idx = {role: header.index(name) for role, name in cols.items()}
-                for lineno, row in enumerate(reader, start=2):
-                    if not row:
+                if header:
+                    next(reader)
+                idx = {role: available.index(name) for role, name in cols.items()}
+                lineno = reader.line_num
+                for row in reader:
+                    lineno, row_start = reader.line_num, lineno + 1
+                    if not row or not any(field.strip() for field in row):
                         continue
+                    where.append(row_start)
                     for role, i in idx.items():
                         if i >= len(row):
-                            raise FormatError(f"{path}, line {lineno}: missing field {cols[role]!r}")
+                            raise FormatError(
+                                f"{path}, line {row_start}, field {cols[role]}: missing field "
+                                f"(the row has {len(row)} fields)"
+                            )
                         v = row[i].strip()
                         data[role].append(v if v != "" else None)
-        except UnicodeDecodeError as exc:
-            raise FormatError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
+        except csv.Error as exc:
+            raise FormatError(f"{path}, line {reader.line_num}: {exc}") from None
     for role, values in data.items():
         for row_no, v in enumerate(values):
             if v is None:
-                where = f"line {row_no + 2}" if kind == "csv" else f"record {row_no}"
-                raise FormatError(f"{path}, {where}, field {cols[role]}: empty {role}")
+                at = f"line {where[row_no]}" if where else f"record {row_no}"
+                raise FormatError(f"{path}, {at}, field {cols[role]}: empty {role}")
+    if with_lines:
+        n_rows = len(next(iter(data.values()))) if data else 0
+        data["_line"] = where if where or kind != "parquet" else list(range(n_rows))
     return data

@@ -59,19 +59,21 @@ def check_confidence(confidence: float) -> None:
 def require_ratings(r: Ratings) -> None:
     """Refuse data that cannot carry agreement: no ratings, or one annotator only."""
     if not isinstance(r, Ratings):
-        raise TypeError(f"expected a Ratings, got {type(r).__name__}; build one with Ratings.from_long")
+        raise TypeError(
+            f"expected a Ratings, got {type(r).__name__}; build one with Ratings.from_long"
+        )
     if r.n_ratings == 0:
         raise ValueError("no ratings")
-    n_ann = int(np.count_nonzero(np.bincount(r.annotator, minlength=r.n_annotators)))
+    n_ann = int(np.count_nonzero(r.annotator_counts))
     if n_ann < 2:
         raise ValueError("agreement needs at least two annotators; got a single annotator")
 
 
 def sizes(r: Ratings) -> tuple[int, int, int]:
     """(items with a rating, annotators with a rating, pairable ratings)."""
-    m = np.bincount(r.item, minlength=r.n_items)
+    m = r.item_counts
     n_items = int(np.count_nonzero(m))
-    n_ann = int(np.count_nonzero(np.bincount(r.annotator, minlength=r.n_annotators)))
+    n_ann = int(np.count_nonzero(r.annotator_counts))
     n_pairable = int(m[m >= 2].sum())
     if n_pairable == 0:
         raise ValueError("no item has two or more ratings, so nothing can be compared")
@@ -97,7 +99,9 @@ def weight_matrix(r: Ratings, weights: WeightSpec) -> FloatArray | None:
         if weights == "identity":
             return None
         if weights not in ("linear", "quadratic"):
-            raise ValueError(f"unknown weights {weights!r}; expected identity, linear, quadratic or a matrix")
+            raise ValueError(
+                f"unknown weights {weights!r}; expected identity, linear, quadratic or a matrix"
+            )
         x = positions(r)
         span = float(x.max() - x.min()) if q else 0.0
         if span == 0.0:
@@ -155,9 +159,15 @@ def unit_counts(r: Ratings) -> UnitCounts:
     item = nz // q
     cat = nz % q
     orig, unit = np.unique(item, return_inverse=True)
-    m = np.bincount(unit, weights=cnt, minlength=len(orig))
-    return UnitCounts(unit=unit.astype(np.int64), cat=cat.astype(np.int64), count=cnt, m=m,
-                      orig=orig.astype(np.int64), q=q)
+    m = np.bincount(unit, weights=cnt, minlength=len(orig)).astype(np.float64)
+    return UnitCounts(
+        unit=unit.astype(np.int64),
+        cat=cat.astype(np.int64),
+        count=cnt,
+        m=m,
+        orig=orig.astype(np.int64),
+        q=q,
+    )
 
 
 def one_rating_per_pair(r: Ratings, what: str) -> None:

@@ -70,7 +70,9 @@ def _parts(uc: UnitCounts, w: FloatArray | None) -> _Parts:
     m = uc.m
     if w is None:
         cw: sp.csr_matrix | FloatArray = c
-        sum_q = np.bincount(uc.unit, weights=uc.count * (uc.count - 1.0), minlength=uc.n)
+        sum_q: FloatArray = np.bincount(
+            uc.unit, weights=uc.count * (uc.count - 1.0), minlength=uc.n
+        ).astype(np.float64)
     else:
         cw = np.asarray(c @ w.T)
         sum_q = np.asarray(c.multiply(cw).sum(axis=1)).ravel() - m
@@ -123,8 +125,12 @@ def chance_corrected(
     if kind == "scott":  # prevalence from the pairable items only
         keep = parts.two > 0
         parts = _Parts(
-            pa_i=parts.pa_i[keep], two=parts.two[keep], pi_i=parts.pi_i[keep],
-            cw=parts.cw[keep], counts=parts.counts[keep], m=parts.m[keep],
+            pa_i=parts.pa_i[keep],
+            two=parts.two[keep],
+            pi_i=parts.pi_i[keep],
+            cw=parts.cw[keep],
+            counts=parts.counts[keep],
+            m=parts.m[keep],
         )
     n = len(parts.m)
     n2 = float(parts.two.sum())
@@ -160,15 +166,32 @@ def chance_corrected(
         ci = (value - t * se, min(1.0, value + t * se))
         ci_method = "analytic"
     return AgreementResult(
-        name=name, value=value, ci=ci, se=se, n_items=n_items, n_annotators=n_ann,
-        n_pairable=n_pairable, observed=pa, expected=pe, confidence=confidence,
-        ci_method=ci_method, details=details,
+        name=name,
+        value=value,
+        ci=ci,
+        se=se,
+        n_items=n_items,
+        n_annotators=n_ann,
+        n_pairable=n_pairable,
+        observed=pa,
+        expected=pe,
+        confidence=confidence,
+        ci_method=ci_method,
+        details=details,
     )
 
 
 def _gwet_se(
-    kind: Kind, parts: _Parts, pa: float, pe: float, value: float, pi: FloatArray,
-    w: FloatArray | None, q: int, n: int, n2: float,
+    kind: Kind,
+    parts: _Parts,
+    pa: float,
+    pe: float,
+    value: float,
+    pi: FloatArray,
+    w: FloatArray | None,
+    q: int,
+    n: int,
+    n2: float,
 ) -> float:
     """Gwet's (2014, §5.3) linearised variance, finite-population correction off."""
     if kind == "percent":
@@ -187,32 +210,48 @@ def _gwet_se(
 
 
 def percent_agreement(
-    r: Ratings, *, weights: WeightSpec = "identity", confidence: float = 0.95,
-    n_boot: int = 0, seed: int | np.random.Generator | None = None,
+    r: Ratings,
+    *,
+    weights: WeightSpec = "identity",
+    confidence: float = 0.95,
+    n_boot: int = 0,
+    seed: int | np.random.Generator | None = None,
 ) -> AgreementResult:
     """Share of agreeing rating pairs within items, averaged over items with >= 2 ratings.
 
     ``p_a = (1/n') sum_i sum_k r_ik (r*_ik - 1) / (r_i (r_i - 1))`` -- not corrected for
     chance, so it flatters skewed label sets; report a chance-corrected coefficient too.
     """
-    return chance_corrected(r, "percent", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed)
+    return chance_corrected(
+        r, "percent", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed
+    )
 
 
 def fleiss_kappa(
-    r: Ratings, *, weights: WeightSpec = "identity", confidence: float = 0.95,
-    n_boot: int = 0, seed: int | np.random.Generator | None = None,
+    r: Ratings,
+    *,
+    weights: WeightSpec = "identity",
+    confidence: float = 0.95,
+    n_boot: int = 0,
+    seed: int | np.random.Generator | None = None,
 ) -> AgreementResult:
     """Fleiss' (1971) kappa for any number of raters per item (Gwet's generalisation).
 
     ``p_e = sum_kl w_kl pi_k pi_l``; equals statsmodels' ``fleiss_kappa`` on complete
     data and irrCAC's ``CAC.fleiss`` (with missing ratings) -- see the module docstring.
     """
-    return chance_corrected(r, "fleiss", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed)
+    return chance_corrected(
+        r, "fleiss", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed
+    )
 
 
 def gwet_ac(
-    r: Ratings, *, weights: WeightSpec = "identity", confidence: float = 0.95,
-    n_boot: int = 0, seed: int | np.random.Generator | None = None,
+    r: Ratings,
+    *,
+    weights: WeightSpec = "identity",
+    confidence: float = 0.95,
+    n_boot: int = 0,
+    seed: int | np.random.Generator | None = None,
 ) -> AgreementResult:
     """Gwet's AC1 (unweighted) / AC2 (weighted) (Gwet 2008; 2014).
 
@@ -220,30 +259,44 @@ def gwet_ac(
     on hard-to-classify items, so AC1 does not collapse on skewed prevalence (the kappa
     paradox). Depends on the number of *declared* categories ``q``.
     """
-    return chance_corrected(r, "gwet", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed)
+    return chance_corrected(
+        r, "gwet", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed
+    )
 
 
 def brennan_prediger(
-    r: Ratings, *, weights: WeightSpec = "identity", confidence: float = 0.95,
-    n_boot: int = 0, seed: int | np.random.Generator | None = None,
+    r: Ratings,
+    *,
+    weights: WeightSpec = "identity",
+    confidence: float = 0.95,
+    n_boot: int = 0,
+    seed: int | np.random.Generator | None = None,
 ) -> AgreementResult:
     """Brennan–Prediger (1981) coefficient: uniform chance, ``p_e = T_w / q^2``.
 
     Also known as Randolph's free-marginal kappa; depends on the declared ``q``.
     """
-    return chance_corrected(r, "bp", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed)
+    return chance_corrected(
+        r, "bp", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed
+    )
 
 
 def scott_pi(
-    r: Ratings, *, weights: WeightSpec = "identity", confidence: float = 0.95,
-    n_boot: int = 0, seed: int | np.random.Generator | None = None,
+    r: Ratings,
+    *,
+    weights: WeightSpec = "identity",
+    confidence: float = 0.95,
+    n_boot: int = 0,
+    seed: int | np.random.Generator | None = None,
 ) -> AgreementResult:
     """Scott's (1955) pi: chance from the pooled label distribution of the pairable items.
 
     For two raters it is the classic pi on the items both rated; for more raters and
     complete data it equals Fleiss' kappa (which generalises it).
     """
-    return chance_corrected(r, "scott", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed)
+    return chance_corrected(
+        r, "scott", weights=weights, confidence=confidence, n_boot=n_boot, seed=seed
+    )
 
 
 @dataclass(frozen=True)
@@ -281,11 +334,18 @@ def per_category_agreement(r: Ratings) -> CategoryAgreement:
     n2 = float((uc.m >= 2).sum())
     pi = np.bincount(uc.cat, weights=uc.count / m_row, minlength=q) / n
     den = np.where(two, m_row * (m_row - 1.0), 1.0)
-    dis = np.bincount(uc.cat[two], weights=(2 * uc.count * (m_row - uc.count) / den)[two], minlength=q) / n2
+    dis = (
+        np.bincount(
+            uc.cat[two], weights=(2 * uc.count * (m_row - uc.count) / den)[two], minlength=q
+        )
+        / n2
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.where(pi * (1 - pi) > 0, 1.0 - dis / (2 * pi * (1 - pi)), np.nan)
         agree = np.bincount(uc.cat[two], weights=(uc.count * (uc.count - 1))[two], minlength=q)
         total = np.bincount(uc.cat[two], weights=(uc.count * (m_row - 1))[two], minlength=q)
         specific = np.where(total > 0, agree / total, np.nan)
-    n_rat = np.bincount(uc.cat[two], weights=uc.count[two], minlength=q)
-    return CategoryAgreement(categories=r.categories, kappa=kappa, specific_agreement=specific, n_ratings=n_rat)
+    n_rat = np.bincount(uc.cat[two], weights=uc.count[two], minlength=q).astype(np.float64)
+    return CategoryAgreement(
+        categories=r.categories, kappa=kappa, specific_agreement=specific, n_ratings=n_rat
+    )

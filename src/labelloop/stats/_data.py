@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -69,12 +70,14 @@ def _encode_fast(arr: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], IntArray]:
     if arr.dtype.kind in "iu" and n:
         lo, hi = int(arr.min()), int(arr.max())
         if hi - lo <= 4 * n + 1024:
-            shifted = (arr - lo).astype(np.int64, copy=False)
+            shifted = arr.astype(np.int64, copy=False) if lo == 0 else (arr - lo).astype(np.int64)
             present = np.bincount(shifted, minlength=hi - lo + 1) > 0
-            lookup = np.cumsum(present, dtype=np.int64) - 1
             uniques_num = np.flatnonzero(present) + lo
             out = np.empty(len(uniques_num), dtype=object)
             out[:] = uniques_num.tolist()
+            if present.all():  # values are exactly lo..hi: the shifted values are the codes
+                return out, shifted
+            lookup = np.cumsum(present, dtype=np.int64) - 1
             return out, lookup[shifted]
     uniques, codes = np.unique(arr, return_inverse=True)
     out = np.empty(len(uniques), dtype=object)
@@ -90,6 +93,56 @@ def _label_kind(value: object) -> str:
     if isinstance(value, str):
         return "str"
     return type(value).__name__
+
+
+def _encode_labels(
+    labels: npt.NDArray[Any], categories: Sequence[Any] | None, level: Level
+) -> tuple[npt.NDArray[Any], IntArray, FloatArray | None]:
+    """Categories, label codes and category values of a numeric or string numpy array."""
+    n = len(labels)
+    kind = _fast_kind(labels)
+    if labels.dtype.kind == "f" and n:
+        bad = np.flatnonzero(np.isnan(labels))
+        if len(bad):
+            raise ValueError(
+                f"row {int(bad[0])}: label is missing (NaN or None); drop missing ratings instead"
+            )
+    if level in ("interval", "ratio") and kind != "number":
+        try:
+            labels = labels.astype(np.float64)
+        except ValueError as exc:
+            raise ValueError(f"{level} level needs numeric labels: {exc}") from None
+        kind = "number"
+    if categories is None:
+        cat_arr, label_codes = _encode_fast(labels)
+    else:
+        cats = list(categories)
+        if len(set(cats)) != len(cats):
+            raise ValueError("categories contain duplicates")
+        cat_arr = np.empty(len(cats), dtype=object)
+        cat_arr[:] = cats
+        uniq, inverse = _encode_fast(labels)
+        index = {c: i for i, c in enumerate(cats)}
+        try:
+            remap = np.fromiter(
+                (index[v] for v in uniq.tolist()), dtype=np.int64, count=len(uniq)
+            )
+        except KeyError as exc:
+            raise ValueError(
+                f"label {exc.args[0]!r} is not among the declared categories"
+            ) from None
+        label_codes = remap[inverse]
+    values: FloatArray | None = None
+    cat_list = cat_arr.tolist()
+    if categories is None and kind == "number" and len(cat_list):
+        values = np.asarray(cat_list, dtype=np.float64)  # uniques of a numeric array
+    elif cat_list and all(_label_kind(c) == "number" for c in cat_list):
+        values = np.asarray(cat_list, dtype=np.float64)
+        if np.isnan(values).any():
+            raise ValueError("categories contain NaN")
+    elif level in ("interval", "ratio"):
+        raise ValueError(f"{level} level needs numeric categories")
+    return cat_arr, label_codes, values
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,7 +206,9 @@ class Ratings:
                 level=level,
                 weights=weights,
             )
-        item_arr = np.asarray(list(items) if not isinstance(items, np.ndarray) else items, dtype=object)
+        item_arr = np.asarray(
+            list(items) if not isinstance(items, np.ndarray) else items, dtype=object
+        )
         ann_arr = np.asarray(
             list(annotators) if not isinstance(annotators, np.ndarray) else annotators, dtype=object
         )
@@ -171,18 +226,19 @@ class Ratings:
         kinds: set[str] = set()
         for i, v in enumerate(lab_list):
             if _is_nan(v):
-                raise ValueError(f"row {i}: label is missing (NaN or None); drop missing ratings instead")
+                raise ValueError(
+                    f"row {i}: label is missing (NaN or None); drop missing ratings instead"
+                )
             kinds.add(_label_kind(v))
         if len(kinds) > 1:
             raise ValueError(f"labels have mixed types ({', '.join(sorted(kinds))}); use one type")
         numeric = kinds <= {"number"}
-        if level in ("interval", "ratio"):
-            if kinds and not numeric:
-                try:
-                    lab_list = [float(v) for v in lab_list]
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"{level} level needs numeric labels: {exc}") from None
-                numeric = True
+        if level in ("interval", "ratio") and kinds and not numeric:
+            try:
+                lab_list = [float(v) for v in lab_list]
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{level} level needs numeric labels: {exc}") from None
+            numeric = True
         if categories is None:
             distinct = set(lab_list)
             try:
@@ -197,7 +253,9 @@ class Ratings:
         try:
             label_codes = np.fromiter((index[v] for v in lab_list), dtype=np.int64, count=n)
         except KeyError as exc:
-            raise ValueError(f"label {exc.args[0]!r} is not among the declared categories") from None
+            raise ValueError(
+                f"label {exc.args[0]!r} is not among the declared categories"
+            ) from None
         values: FloatArray | None = None
         if all(_label_kind(c) == "number" for c in cats) and cats:
             values = np.asarray(cats, dtype=np.float64)
@@ -210,7 +268,9 @@ class Ratings:
         if weights is None:
             w = np.ones(n, dtype=np.float64)
         else:
-            w = np.asarray(list(weights) if not isinstance(weights, np.ndarray) else weights, dtype=np.float64)
+            w = np.asarray(
+                list(weights) if not isinstance(weights, np.ndarray) else weights, dtype=np.float64
+            )
             if w.shape != (n,):
                 raise ValueError(f"weights must have one value per rating ({n}), got {w.shape}")
             if not np.isfinite(w).all() or (w < 0).any():
@@ -252,44 +312,7 @@ class Ratings:
                 bad = np.flatnonzero(np.isnan(arr))
                 if len(bad):
                     raise ValueError(f"row {int(bad[0])}: {name} is missing")
-        kind = _fast_kind(labels)
-        if labels.dtype.kind == "f" and n:
-            bad = np.flatnonzero(np.isnan(labels))
-            if len(bad):
-                raise ValueError(
-                    f"row {int(bad[0])}: label is missing (NaN or None); drop missing ratings instead"
-                )
-        if level in ("interval", "ratio") and kind != "number":
-            try:
-                labels = labels.astype(np.float64)
-            except ValueError as exc:
-                raise ValueError(f"{level} level needs numeric labels: {exc}") from None
-            kind = "number"
-        if categories is None:
-            cat_arr, label_codes = _encode_fast(labels)
-        else:
-            cats = list(categories)
-            if len(set(cats)) != len(cats):
-                raise ValueError("categories contain duplicates")
-            cat_arr = np.empty(len(cats), dtype=object)
-            cat_arr[:] = cats
-            uniq, inverse = _encode_fast(labels)
-            index = {c: i for i, c in enumerate(cats)}
-            try:
-                remap = np.fromiter((index[v] for v in uniq.tolist()), dtype=np.int64, count=len(uniq))
-            except KeyError as exc:
-                raise ValueError(
-                    f"label {exc.args[0]!r} is not among the declared categories"
-                ) from None
-            label_codes = remap[inverse]
-        values: FloatArray | None = None
-        cat_list = cat_arr.tolist()
-        if cat_list and all(_label_kind(c) == "number" for c in cat_list):
-            values = np.asarray(cat_list, dtype=np.float64)
-            if np.isnan(values).any():
-                raise ValueError("categories contain NaN")
-        elif level in ("interval", "ratio"):
-            raise ValueError(f"{level} level needs numeric categories")
+        cat_arr, label_codes, values = _encode_labels(labels, categories, level)
         items_u, item_codes = _encode_fast(items)
         ann_u, ann_codes = _encode_fast(annotators)
         if weights is None:
@@ -347,33 +370,40 @@ class Ratings:
         else:
             present = np.vectorize(lambda v: not _is_nan(v), otypes=[bool])(arr)
         ann_idx, item_idx = np.nonzero(present)
-        labels = arr[ann_idx, item_idx]
+        labels = arr[present]
         if labels.dtype.kind == "O":
             kinds = {_label_kind(v) for v in labels.tolist()}
+            if len(kinds) > 1:
+                raise ValueError(f"labels have mixed types ({', '.join(sorted(kinds))}); use one type")
             if kinds == {"number"}:
                 labels = labels.astype(np.float64)
             elif kinds == {"str"}:
                 labels = labels.astype(str)
-        if labels.dtype.kind == "f" and len(labels) and np.all(labels == np.round(labels)):
-            if np.abs(labels).max() < 2**53:
-                labels = labels.astype(np.int64)
-        ratings = cls.from_long(
-            item_idx.astype(np.int64), ann_idx.astype(np.int64), labels,
-            categories=categories, level=level,
+            elif kinds:
+                raise ValueError(f"unsupported label type {kinds.pop()}")
+        if labels.dtype.kind == "f" and len(labels):
+            with np.errstate(invalid="ignore"):
+                as_int = labels.astype(np.int64)
+            if np.array_equal(as_int, labels):  # integral values: code them as integers
+                labels = as_int
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
+        cat_arr, label_codes, values = _encode_labels(labels, categories, level)
+        out = cls(
+            item=item_idx.astype(np.int64, copy=False),
+            annotator=ann_idx.astype(np.int64, copy=False),
+            label=label_codes,
+            items=np.arange(n_items, dtype=np.int64),
+            annotators=np.arange(n_ann, dtype=np.int64),
+            categories=cat_arr,
+            level=level,
+            weight=np.broadcast_to(np.float64(1.0), (len(label_codes),)),  # read-only ones
+            values=values,
         )
-        # keep every column/row as an item/annotator, even if entirely missing
-        if ratings.n_items != n_items or ratings.n_annotators != n_ann:
-            all_items = np.empty(n_items, dtype=object)
-            all_items[:] = list(range(n_items))
-            all_ann = np.empty(n_ann, dtype=object)
-            all_ann[:] = list(range(n_ann))
-            ratings = Ratings(
-                item=item_idx.astype(np.int64), annotator=ann_idx.astype(np.int64),
-                label=ratings.label, items=all_items, annotators=all_ann,
-                categories=ratings.categories, level=level, weight=ratings.weight,
-                values=ratings.values,
-            )
-        return ratings
+        # the matrix already knows the counts: fill the cached properties for free
+        out.__dict__["item_counts"] = present.sum(axis=0).astype(np.int64)
+        out.__dict__["annotator_counts"] = present.sum(axis=1).astype(np.int64)
+        return out
 
     @classmethod
     def from_frame(
@@ -388,6 +418,7 @@ class Ratings:
         level: Level = "nominal",
     ) -> Ratings:
         """Build from a pandas or polars data frame (or a mapping of columns)."""
+
         def column(name: str) -> list[Any]:
             try:
                 col = frame[name]
@@ -411,6 +442,16 @@ class Ratings:
         )
 
     # ------------------------------------------------------------- properties
+    @cached_property
+    def item_counts(self) -> IntArray:
+        """Number of ratings of each item (computed once)."""
+        return np.bincount(self.item, minlength=self.n_items).astype(np.int64, copy=False)
+
+    @cached_property
+    def annotator_counts(self) -> IntArray:
+        """Number of ratings by each annotator (computed once)."""
+        return np.bincount(self.annotator, minlength=self.n_annotators).astype(np.int64, copy=False)
+
     @property
     def n_items(self) -> int:
         return len(self.items)
@@ -436,8 +477,10 @@ class Ratings:
     def counts(self) -> FloatArray:
         """Items × categories matrix of (weighted) rating counts."""
         k = self.n_categories
-        flat = np.bincount(self.item * k + self.label, weights=self.weight, minlength=self.n_items * k)
-        return flat.reshape(self.n_items, k)
+        flat = np.bincount(
+            self.item * k + self.label, weights=self.weight, minlength=self.n_items * k
+        )
+        return flat.astype(np.float64, copy=False).reshape(self.n_items, k)
 
     def subset(self, mask: npt.NDArray[np.bool_]) -> Ratings:
         """Rows selected by a boolean mask; codes and category order are kept."""

@@ -31,7 +31,7 @@ from labelloop.stats._data import FloatArray
 
 Statistic = Callable[[FloatArray], FloatArray]
 
-_MAX_CHUNK_CELLS = 20_000_000  # resamples × items per chunk (160 MB of float64)
+_MAX_CHUNK_CELLS = 2_000_000  # resamples × items per chunk (16 MB of float64, cache-friendly)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,34 @@ def summarize(replicates: FloatArray, confidence: float) -> BootstrapResult:
     )
 
 
+def _item_types(
+    mat: FloatArray | sp.csr_matrix,
+) -> tuple[FloatArray | sp.csr_matrix, FloatArray] | None:
+    """Distinct rows of ``mat`` and how many items share each, or ``None`` if rows are mostly distinct.
+
+    Resampling ``n`` items uniformly is the same as drawing how many items of each *type*
+    (distinct row) are taken, multinomial with probabilities ``count / n`` -- exact, and
+    with categorical data there are few types (e.g. ~250 for 5 coders and 5 categories).
+    """
+    n = mat.shape[0]
+    if sp.issparse(mat):
+        csr = sp.csr_matrix(mat)
+        rng = np.random.default_rng(12345)
+        proj = np.asarray(csr @ rng.random((csr.shape[1], 2)))
+        _, first, inv, cnt = np.unique(proj, axis=0, return_index=True, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        if len(cnt) > n // 4:
+            return None
+        reps = csr[first]
+        if (csr - reps[inv]).count_nonzero() != 0:  # a hash collision: do not trust it
+            return None
+        return reps, cnt.astype(np.float64)
+    uniq, cnt = np.unique(mat, axis=0, return_counts=True)
+    if len(cnt) > n // 4:
+        return None
+    return uniq, cnt.astype(np.float64)
+
+
 def bootstrap_items(
     per_item: FloatArray | sp.spmatrix | sp.sparray,
     statistic: Statistic,
@@ -108,6 +136,10 @@ def bootstrap_items(
         n_boot: number of resamples (``>= 2``).
         confidence: level of the percentile interval.
         seed: seed or ``numpy.random.Generator`` (reproducible).
+
+    Resample counts come from one multinomial draw per resample over the distinct item
+    rows when items repeat (categorical data), else from ``n`` uniform item indices per
+    resample; both are the exact nonparametric bootstrap.
     """
     if n_boot < 2:
         raise ValueError(f"n_boot must be at least 2, got {n_boot}")
@@ -115,17 +147,36 @@ def bootstrap_items(
     n = per_item.shape[0]
     if n < 2:
         raise ValueError("the bootstrap needs at least two items")
-    sparse = sp.issparse(per_item)
-    mat = sp.csr_matrix(per_item) if sparse else np.asarray(per_item, dtype=np.float64)
-    chunk = max(1, min(n_boot, _MAX_CHUNK_CELLS // max(n, 1)))
+    mat: FloatArray | sp.csr_matrix
+    if sp.issparse(per_item):
+        mat = sp.csr_matrix(per_item)
+        if mat.shape[1] <= 64:
+            mat = np.asarray(mat.todense(), dtype=np.float64)
+    else:
+        mat = np.asarray(per_item, dtype=np.float64)
+    types = _item_types(mat)
     out = np.empty(n_boot, dtype=np.float64)
+    if types is not None:
+        rows, cnt = types
+        p = cnt / cnt.sum()
+        chunk = max(1, min(n_boot, _MAX_CHUNK_CELLS // max(len(cnt), 1)))
+        for start in range(0, n_boot, chunk):
+            b = min(chunk, n_boot - start)
+            w = rng.multinomial(n, p, size=b).astype(np.float64)
+            out[start : start + b] = _apply(statistic, w, rows)
+        return summarize(out, confidence)
+    chunk = max(1, min(n_boot, _MAX_CHUNK_CELLS // max(n, 1)))
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         w = resample_counts(n, b, rng)
-        sums = np.asarray((mat.T @ w.T).T) if sparse else w @ mat
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[start:start + b] = statistic(np.asarray(sums, dtype=np.float64))
+        out[start : start + b] = _apply(statistic, w, mat)
     return summarize(out, confidence)
+
+
+def _apply(statistic: Statistic, w: FloatArray, mat: FloatArray | sp.csr_matrix) -> FloatArray:
+    sums = np.asarray((mat.T @ w.T).T) if sp.issparse(mat) else w @ mat
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(statistic(np.asarray(sums, dtype=np.float64)), dtype=np.float64)
 
 
 def krippendorff_bootstrap(
@@ -169,7 +220,9 @@ def krippendorff_bootstrap(
     pooled_mass = np.bincount(inv, weights=mass)
     if len(uniq) > max_cells:
         cum = np.cumsum(pooled_mass)
-        group = np.minimum((cum - pooled_mass / 2) / cum[-1] * max_cells, max_cells - 1).astype(np.int64)
+        group = np.minimum((cum - pooled_mass / 2) / cum[-1] * max_cells, max_cells - 1).astype(
+            np.int64
+        )
         gmass = np.bincount(group, weights=pooled_mass, minlength=max_cells)
         gsum = np.bincount(group, weights=pooled_mass * uniq, minlength=max_cells)
         nz = gmass > 0

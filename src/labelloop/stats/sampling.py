@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -75,6 +76,8 @@ class SamplePlan:
         expected_allocation: ``Σ π_i`` per stratum (equals ``allocation`` for fixed-size designs).
         design: ``stratified``, ``systematic`` or ``poisson``.
         seed: the seed used (``None``: fresh entropy, not reproducible).
+        stratified: True when each stratum was drawn independently with its own ``n_h``
+            (always for ``stratified``; for weighted designs when an allocation was given).
     """
 
     indices: IntArray
@@ -86,6 +89,7 @@ class SamplePlan:
     expected_allocation: FloatArray
     design: Design
     seed: int | None = None
+    stratified: bool = True
 
     @property
     def n(self) -> int:
@@ -104,7 +108,12 @@ class SamplePlan:
         """``(population index, stratum label, π)`` per selected unit, for freezing a sample."""
         return [
             (int(i), self.strata[s], float(p))
-            for i, s, p in zip(self.indices.tolist(), self.stratum.tolist(), self.inclusion_probability.tolist(), strict=True)
+            for i, s, p in zip(
+                self.indices.tolist(),
+                self.stratum.tolist(),
+                self.inclusion_probability.tolist(),
+                strict=True,
+            )
         ]
 
 
@@ -147,16 +156,21 @@ def _seed_value(seed: int | np.random.Generator | None) -> int | None:
     return seed if isinstance(seed, int) else None
 
 
+@lru_cache(maxsize=64)
 def _z(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     return float(sps.norm.ppf(0.5 + confidence / 2))
 
 
-def _encode_strata(strata: Sequence[Hashable] | npt.NDArray[Any]) -> tuple[npt.NDArray[Any], IntArray]:
+def _encode_strata(
+    strata: Sequence[Hashable] | npt.NDArray[Any],
+) -> tuple[npt.NDArray[Any], IntArray]:
     arr = np.asarray(strata)
     if arr.ndim != 1:
-        raise ValueError(f"strata must be 1-D (one label per population item), got shape {arr.shape}")
+        raise ValueError(
+            f"strata must be 1-D (one label per population item), got shape {arr.shape}"
+        )
     if arr.shape[0] == 0:
         raise ValueError("the population is empty")
     if arr.dtype.kind == "f" and np.isnan(arr).any():
@@ -168,7 +182,9 @@ def _encode_strata(strata: Sequence[Hashable] | npt.NDArray[Any]) -> tuple[npt.N
     return labels, codes.astype(np.int64).reshape(-1)
 
 
-def largest_remainder(quotas: npt.ArrayLike, total: int, *, caps: npt.ArrayLike | None = None) -> IntArray:
+def largest_remainder(
+    quotas: npt.ArrayLike, total: int, *, caps: npt.ArrayLike | None = None
+) -> IntArray:
     """Round non-negative ``quotas`` to integers summing to ``total`` (Hamilton's method).
 
     Each quota is rounded down, then the remaining units go to the largest fractional parts
@@ -188,6 +204,27 @@ def largest_remainder(quotas: npt.ArrayLike, total: int, *, caps: npt.ArrayLike 
         raise ValueError("caps leave too little room to reach the total")
     base[eligible[:left]] += 1
     return base
+
+
+def _water_fill(
+    share: FloatArray, floor: FloatArray, cap: FloatArray, n: float
+) -> FloatArray | None:
+    """``clip(λ·share, floor, cap)`` summing to ``n`` (bisection on ``λ``), or None if impossible."""
+    top = np.where(share > 0, cap, floor)
+    if top.sum() < n - 1e-9:
+        return None
+    if floor.sum() >= n - 1e-9:
+        return floor.copy()
+    lo, hi = 0.0, 1.0
+    while np.clip(hi * share, floor, cap).sum() < n:
+        hi *= 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if np.clip(mid * share, floor, cap).sum() < n:
+            lo = mid
+        else:
+            hi = mid
+    return np.asarray(np.clip(hi * share, floor, cap), dtype=np.float64)
 
 
 def allocate(
@@ -211,7 +248,11 @@ def allocate(
     sizes = np.asarray(population_sizes)
     if sizes.ndim != 1 or sizes.shape[0] == 0:
         raise ValueError("population_sizes must be a non-empty 1-D array")
-    if not np.issubdtype(sizes.dtype, np.number) or (sizes < 0).any() or (sizes != np.round(sizes)).any():
+    if (
+        not np.issubdtype(sizes.dtype, np.number)
+        or (sizes < 0).any()
+        or (sizes != np.round(sizes)).any()
+    ):
         raise ValueError("population_sizes must be non-negative integers")
     sizes = sizes.astype(np.int64)
     h = sizes.shape[0]
@@ -243,33 +284,20 @@ def allocate(
         share = s * (sizes > 0)
     else:
         raise ValueError(f"unknown allocation {method!r}; expected one of {', '.join(ALLOCATIONS)}")
-    floor = np.minimum(sizes, min_per_stratum)
+    floor = np.minimum(sizes, min_per_stratum).astype(np.float64)
     if floor.sum() > n:
         raise ValueError(
             f"n={n} is smaller than the minimum of {min_per_stratum} per stratum over {h} strata "
             f"({int(floor.sum())}); raise n or lower min_per_stratum"
         )
-    fixed = np.zeros(h, dtype=bool)
-    value = np.zeros(h, dtype=np.float64)
-    for _ in range(2 * h + 1):
-        free = ~fixed
-        remaining = n - value[fixed].sum()
-        weight = share[free].sum()
-        if weight > 0:
-            quota = remaining * share / weight
-        else:  # nothing left to steer by: spread evenly over free non-empty strata
-            even = (free & (sizes > 0)).astype(np.float64)
-            quota = remaining * even / max(even.sum(), 1.0)
-        low = free & (quota < floor)
-        high = free & (quota > sizes)
-        if not (low.any() or high.any()):
-            value[free] = quota[free]
-            break
-        value[low] = floor[low]
-        value[high] = sizes[high]
-        fixed |= low | high
-    else:  # pragma: no cover - the loop fixes at least one stratum per pass
-        raise RuntimeError("allocation did not converge")
+    cap = sizes.astype(np.float64)
+    # n_h = clip(λ·share_h, floor_h, N_h) with λ chosen so that Σ n_h = n
+    value = _water_fill(share, floor, cap, float(n))
+    if value is None:  # the shares cannot absorb n: fill the zero-share strata evenly
+        lower = np.where(share > 0, cap, floor)
+        value = _water_fill(((share == 0) & (sizes > 0)).astype(np.float64), lower, cap, float(n))
+        if value is None:  # pragma: no cover - n <= Σ N_h guarantees a solution
+            raise RuntimeError("allocation failed")
     return largest_remainder(value, n, caps=sizes)
 
 
@@ -283,7 +311,9 @@ def inclusion_probabilities(weights: npt.ArrayLike, n: float) -> FloatArray:
     if w.ndim != 1 or w.shape[0] == 0:
         raise ValueError("weights must be a non-empty 1-D array")
     if not np.isfinite(w).all() or (w <= 0).any():
-        raise ValueError("weights must be finite and > 0 (a zero weight makes an item unreachable and biases estimates)")
+        raise ValueError(
+            "weights must be finite and > 0 (a zero weight makes an item unreachable and biases estimates)"
+        )
     big_n = w.shape[0]
     if not 0 < n <= big_n:
         raise ValueError(f"n must lie in (0, {big_n}], got {n}")
@@ -301,6 +331,45 @@ def inclusion_probabilities(weights: npt.ArrayLike, n: float) -> FloatArray:
 
 
 # ----------------------------------------------------------------------------- sampling
+def _allocation_for(
+    labels: npt.NDArray[Any],
+    sizes: IntArray,
+    n: int,
+    allocation: Any,
+    std: Any,
+    shares: Any,
+    min_per_stratum: int,
+) -> IntArray:
+    """``n_h`` from an allocation name (with per-stratum ``std``/``shares``) or explicit counts."""
+
+    def per_stratum(x: Any) -> Any:
+        if isinstance(x, dict):
+            missing = [lab for lab in labels.tolist() if lab not in x]
+            if missing:
+                raise ValueError(f"no value given for strata {missing}")
+            return np.array([x[lab] for lab in labels.tolist()], dtype=np.float64)
+        return x
+
+    if isinstance(allocation, str):
+        return allocate(
+            sizes,
+            n,
+            method=cast(Allocation, allocation),
+            std=per_stratum(std),
+            shares=per_stratum(shares),
+            min_per_stratum=min_per_stratum,
+        )
+    given = np.asarray(per_stratum(allocation))
+    if given.shape != sizes.shape or (given < 0).any() or (given != np.round(given)).any():
+        raise ValueError(f"explicit allocation must give {sizes.shape[0]} non-negative integers")
+    n_h = given.astype(np.int64)
+    if (n_h > sizes).any():
+        raise ValueError("explicit allocation exceeds a stratum's population")
+    if n_h.sum() != n:
+        raise ValueError(f"explicit allocation sums to {int(n_h.sum())}, not n={n}")
+    return n_h
+
+
 def stratified_sample(
     strata: Sequence[Hashable] | npt.NDArray[Any],
     n: int,
@@ -328,25 +397,7 @@ def stratified_sample(
     labels, codes = _encode_strata(strata)
     sizes = np.bincount(codes, minlength=labels.shape[0]).astype(np.int64)
 
-    def per_stratum(x: Any) -> Any:
-        if isinstance(x, dict):
-            missing = [lab for lab in labels.tolist() if lab not in x]
-            if missing:
-                raise ValueError(f"no value given for strata {missing}")
-            return np.array([x[lab] for lab in labels.tolist()], dtype=np.float64)
-        return x
-
-    if isinstance(allocation, str):
-        n_h = allocate(sizes, n, method=allocation, std=per_stratum(std), shares=per_stratum(shares), min_per_stratum=min_per_stratum)  # type: ignore[arg-type]
-    else:
-        given = np.asarray(per_stratum(allocation))
-        if given.shape != sizes.shape or (given < 0).any() or (given != np.round(given)).any():
-            raise ValueError(f"explicit allocation must give {sizes.shape[0]} non-negative integers")
-        n_h = given.astype(np.int64)
-        if (n_h > sizes).any():
-            raise ValueError("explicit allocation exceeds a stratum's population")
-        if n_h.sum() != n:
-            raise ValueError(f"explicit allocation sums to {int(n_h.sum())}, not n={n}")
+    n_h = _allocation_for(labels, sizes, n, allocation, std, shares, min_per_stratum)
     rng = _rng(seed)
     keys = rng.random(codes.shape[0])
     order = np.lexsort((keys, codes))  # by stratum, then random key
@@ -365,10 +416,30 @@ def stratified_sample(
         strata=labels,
         population_sizes=sizes,
         allocation=n_h,
-        expected_allocation=n_h.astype(np.float64),
+        expected_allocation=np.asarray(n_h, dtype=np.float64),
         design="stratified",
         seed=_seed_value(seed),
     )
+
+
+def _draw(pi: FloatArray, m: int, method: str, rng: np.random.Generator) -> IntArray:
+    """Positions selected with probabilities ``pi`` (``Σ pi = m``) by one πps draw."""
+    if method == "poisson":
+        return np.flatnonzero(rng.random(pi.shape[0]) < pi).astype(np.int64)
+    certain = np.flatnonzero(pi >= 1.0)
+    rest = np.flatnonzero((pi < 1.0) & (pi > 0.0))
+    m_rest = round(m - certain.shape[0])
+    if m_rest <= 0 or rest.shape[0] == 0:
+        return np.sort(certain).astype(np.int64)
+    perm = rest[rng.permutation(rest.shape[0])]
+    cum = np.cumsum(pi[perm])
+    cum *= m_rest / cum[-1]
+    points = rng.random() + np.arange(m_rest)
+    pos = np.minimum(np.searchsorted(cum, points, side="right"), perm.shape[0] - 1)
+    chosen = np.concatenate([certain, perm[pos]])
+    if np.unique(chosen).shape[0] != chosen.shape[0]:  # pragma: no cover - π < 1 prevents it
+        raise RuntimeError("systematic sampling selected a unit twice")
+    return np.sort(chosen).astype(np.int64)
 
 
 def weighted_sample(
@@ -377,53 +448,71 @@ def weighted_sample(
     *,
     method: Literal["systematic", "poisson"] = "systematic",
     strata: Sequence[Hashable] | npt.NDArray[Any] | None = None,
+    allocation: Allocation | npt.ArrayLike | None = None,
+    std: Any = None,
+    shares: Any = None,
+    min_per_stratum: int = 1,
     seed: int | np.random.Generator | None = None,
 ) -> SamplePlan:
     """Risk-weighted sample with known inclusion probabilities ``π_i = min(1, c·w_i)``.
 
     ``systematic`` (default): randomised systematic πps, exactly ``n`` units, exact
     first-order ``π_i``. ``poisson``: independent draws, expected size ``n``, exact joint
-    probabilities. ``strata`` only labels the selected units (for per-stratum reporting);
-    the probabilities come from ``weights`` alone.
+    probabilities.
+
+    Without ``allocation``, ``strata`` only labels the selected units (for per-stratum
+    reporting) and the probabilities come from ``weights`` alone. With ``allocation``
+    (as in :func:`stratified_sample`: a name, or explicit ``n_h``), ``n`` is first split
+    over the strata and each stratum gets its own independent πps draw of ``n_h`` units
+    with ``π_i = min(1, c_h·w_i)`` (stratified πps: risk weighting inside segments).
     """
     if method not in ("systematic", "poisson"):
         raise ValueError(f"unknown method {method!r}; expected systematic or poisson")
     w = np.asarray(weights, dtype=np.float64)
     if int(n) != n:
         raise ValueError(f"n must be an integer, got {n}")
-    pi = inclusion_probabilities(w, int(n))
-    big_n = pi.shape[0]
+    n = int(n)
+    labels: npt.NDArray[Any]
     if strata is None:
+        if allocation is not None:
+            raise ValueError("allocation needs strata")
         labels = np.array(["all"], dtype=object)
-        codes = np.zeros(big_n, dtype=np.int64)
+        codes = np.zeros(w.shape[0] if w.ndim == 1 else 0, dtype=np.int64)
     else:
         labels, codes = _encode_strata(strata)
-        if codes.shape[0] != big_n:
-            raise ValueError(f"strata has {codes.shape[0]} labels but weights has {big_n}")
+        if w.ndim != 1 or codes.shape[0] != w.shape[0]:
+            raise ValueError(f"strata has {codes.shape[0]} labels but weights has {w.shape}")
     rng = _rng(seed)
-    if method == "poisson":
-        chosen = np.flatnonzero(rng.random(big_n) < pi)
-    else:
-        perm = rng.permutation(big_n)
-        cum = np.cumsum(pi[perm])
-        cum *= n / cum[-1]
-        points = rng.random() + np.arange(int(n))
-        pos = np.minimum(np.searchsorted(cum, points, side="right"), big_n - 1)
-        chosen = np.sort(perm[pos])
-        if np.unique(chosen).shape[0] != chosen.shape[0]:  # pragma: no cover - π ≤ 1 prevents it
-            raise RuntimeError("systematic sampling selected a unit twice")
-    chosen = chosen[np.lexsort((chosen, codes[chosen]))].astype(np.int64)
     h = labels.shape[0]
+    sizes = np.bincount(codes, minlength=h).astype(np.int64)
+    if allocation is None:
+        pi = inclusion_probabilities(w, n)
+        chosen = _draw(pi, n, method, rng)
+    else:
+        inclusion_probabilities(w, min(max(n, 1), w.shape[0]))  # validates the weights
+        n_h = _allocation_for(labels, sizes, n, allocation, std, shares, min_per_stratum)
+        pi = np.zeros(w.shape[0], dtype=np.float64)
+        parts = []
+        for stratum in range(h):
+            members = np.flatnonzero(codes == stratum)
+            if n_h[stratum] > 0:
+                pi[members] = inclusion_probabilities(w[members], int(n_h[stratum]))
+                parts.append(members[_draw(pi[members], int(n_h[stratum]), method, rng)])
+        chosen = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    chosen = chosen[np.lexsort((chosen, codes[chosen]))].astype(np.int64)
     return SamplePlan(
         indices=chosen,
         stratum=codes[chosen],
         inclusion_probability=pi[chosen],
         strata=labels,
-        population_sizes=np.bincount(codes, minlength=h).astype(np.int64),
+        population_sizes=sizes,
         allocation=np.bincount(codes[chosen], minlength=h).astype(np.int64),
-        expected_allocation=np.bincount(codes, weights=pi, minlength=h),
+        expected_allocation=np.asarray(
+            np.bincount(codes, weights=pi, minlength=h), dtype=np.float64
+        ),
         design=method,
         seed=_seed_value(seed),
+        stratified=allocation is not None,
     )
 
 
@@ -470,7 +559,9 @@ def sample_size_for_proportion(
     if not 0 <= expected_rate <= 1:
         raise ValueError(f"expected_rate must lie in [0, 1], got {expected_rate}")
     _z(confidence)
-    if population_size is not None and (int(population_size) != population_size or population_size < 1):
+    if population_size is not None and (
+        int(population_size) != population_size or population_size < 1
+    ):
         raise ValueError("population_size must be a positive integer")
 
     def width(n: int) -> float:
@@ -479,7 +570,11 @@ def sample_size_for_proportion(
         elif n >= population_size:
             n_eff = math.inf
         else:
-            n_eff = n * (population_size - 1) / (population_size - n) if population_size > 1 else math.inf
+            n_eff = (
+                n * (population_size - 1) / (population_size - n)
+                if population_size > 1
+                else math.inf
+            )
         return wilson_half_width(expected_rate, n_eff, confidence=confidence)
 
     hi = 1
@@ -500,7 +595,14 @@ def sample_size_for_proportion(
 
 # ----------------------------------------------------------------------------- estimation
 def _finish(
-    value: float, var: float, n: int, pop: float, design: str, estimator: str, confidence: float, ci_method: CIMethod
+    value: float,
+    var: float,
+    n: int,
+    pop: float,
+    design: str,
+    estimator: str,
+    confidence: float,
+    ci_method: CIMethod,
 ) -> Estimate:
     z = _z(confidence)
     var = max(var, 0.0)
@@ -519,16 +621,28 @@ def _finish(
     else:
         raise ValueError(f"unknown ci_method {ci_method!r}; expected wilson or wald")
     return Estimate(
-        value=value, ci=ci, se=se, n=n, n_eff=n_eff, population_size=pop, design=design,
-        estimator=estimator, confidence=confidence, ci_method=ci_method,
+        value=value,
+        ci=ci,
+        se=se,
+        n=n,
+        n_eff=n_eff,
+        population_size=pop,
+        design=design,
+        estimator=estimator,
+        confidence=confidence,
+        ci_method=ci_method,
     )
 
 
 def _estimate_weighted(
-    y: FloatArray, pi: FloatArray, design: str, estimator: Estimator, population_size: float | None
+    y: FloatArray,
+    pi: FloatArray,
+    design: str,
+    estimator: Estimator,
+    population_size: float | None,
+    codes: IntArray | None = None,
 ) -> tuple[float, float, float]:
     """(value, variance, population size) for a πps (systematic) or Poisson sample."""
-    n = y.shape[0]
     d = 1.0 / pi
     n_hat = float(d.sum())
     if estimator == "horvitz_thompson":
@@ -540,18 +654,27 @@ def _estimate_weighted(
         value = float((y * d).sum()) / n_hat
         z = (y - value) * d / n_hat
     if design == "poisson":
-        var = float(((1 - pi) * (z * z)).sum())  # exact HT variance estimator under Poisson sampling
+        # exact HT variance estimator under Poisson sampling
+        var = float(((1 - pi) * (z * z)).sum())
     else:
-        certain = pi >= 1.0
-        zz = z[~certain]
-        m = zz.shape[0]
-        # Hansen–Hurwitz (with-replacement) approximation on the non-certainty units
-        var = float(m / (m - 1) * ((zz - zz.mean()) ** 2).sum()) if m > 1 else 0.0
+        # Hansen–Hurwitz (with-replacement) approximation on the non-certainty units,
+        # summed over independently drawn strata
+        var = 0.0
+        groups = np.zeros(y.shape[0], dtype=np.int64) if codes is None else codes
+        for h in np.unique(groups).tolist():
+            zz = z[(groups == h) & (pi < 1.0)]
+            m = zz.shape[0]
+            if m > 1:
+                var += float(m / (m - 1) * ((zz - zz.mean()) ** 2).sum())
     return value, var, big_n
 
 
 def _estimate_stratified(
-    y: FloatArray, pi: FloatArray, codes: IntArray, estimator: Estimator, population_size: float | None
+    y: FloatArray,
+    pi: FloatArray,
+    codes: IntArray,
+    estimator: Estimator,
+    population_size: float | None,
 ) -> tuple[float, float, float, dict[int, tuple[float, float, int, float]]]:
     """Stratified SRSWOR: ``p = Σ W_h p_h``, ``v = Σ W_h² (1 - f_h) s_h² / n_h``."""
     parts: dict[int, tuple[float, float, int, float]] = {}
@@ -560,7 +683,9 @@ def _estimate_stratified(
         sel = codes == h
         yh, pih = y[sel], pi[sel]
         if np.ptp(pih) > 1e-9 * pih.max():
-            raise ValueError(f"stratified design needs one inclusion probability per stratum (stratum {h} has several)")
+            raise ValueError(
+                f"stratified design needs one inclusion probability per stratum (stratum {h} has several)"
+            )
         n_h = int(sel.sum())
         big_n_h = float(n_h / pih[0])
         p_h = float(yh.mean())
@@ -571,7 +696,11 @@ def _estimate_stratified(
         big_ns.append(big_n_h)
     n_hat = float(sum(big_ns))
     total = sum(p * bn for (p, _, _, bn) in parts.values())
-    denom = float(population_size) if (estimator == "horvitz_thompson" and population_size is not None) else n_hat
+    denom = (
+        float(population_size)
+        if (estimator == "horvitz_thompson" and population_size is not None)
+        else n_hat
+    )
     value = total / denom
     var = sum(bn * bn * v for (_, v, _, bn) in parts.values()) / denom**2
     return value, var, denom, parts
@@ -587,6 +716,7 @@ def estimate_error_rate(
     population_size: float | None = None,
     confidence: float = 0.95,
     ci_method: CIMethod = "wilson",
+    stratified: bool = False,
 ) -> Estimate:
     """Design-weighted population error rate with a confidence interval.
 
@@ -602,6 +732,8 @@ def estimate_error_rate(
             a known ``N``, else uses ``N̂``).
         population_size: known ``N`` for Horvitz–Thompson.
         confidence: confidence level; ``ci_method``: ``wilson`` (default) or ``wald``.
+        stratified: for ``systematic`` samples drawn independently per stratum
+            (``weighted_sample(..., allocation=...)``): sum the variance within strata.
 
     Raises:
         ValueError: lengths differ, ``π`` outside ``(0, 1]``, errors outside ``[0, 1]``, an
@@ -610,7 +742,9 @@ def estimate_error_rate(
     y = np.asarray(errors, dtype=np.float64)
     pi = np.asarray(inclusion_probability, dtype=np.float64)
     if y.ndim != 1 or pi.shape != y.shape:
-        raise ValueError(f"errors and inclusion_probability must be 1-D of equal length, got {y.shape} and {pi.shape}")
+        raise ValueError(
+            f"errors and inclusion_probability must be 1-D of equal length, got {y.shape} and {pi.shape}"
+        )
     if y.shape[0] == 0:
         raise ValueError("no reviewed units: the sample is empty")
     if not np.isfinite(y).all() or (y < 0).any() or (y > 1).any():
@@ -630,23 +764,31 @@ def estimate_error_rate(
     else:
         st = np.asarray(stratum)
         if st.shape != y.shape:
-            raise ValueError(f"stratum must have one entry per reviewed unit ({y.shape[0]}), got {st.shape}")
+            raise ValueError(
+                f"stratum must have one entry per reviewed unit ({y.shape[0]}), got {st.shape}"
+            )
         labels, codes = _encode_strata(st)
     n = int(y.shape[0])
     by: dict[Any, Estimate] = {}
     if design == "stratified":
         value, var, pop, parts = _estimate_stratified(y, pi, codes, estimator, population_size)
         for h, (p_h, v_h, n_h, big_n_h) in parts.items():
-            by[labels[h]] = _finish(p_h, v_h, n_h, big_n_h, design, estimator, confidence, ci_method)
+            by[labels[h]] = _finish(
+                p_h, v_h, n_h, big_n_h, design, estimator, confidence, ci_method
+            )
     else:
-        value, var, pop = _estimate_weighted(y, pi, design, estimator, population_size)
+        value, var, pop = _estimate_weighted(
+            y, pi, design, estimator, population_size, codes if stratified else None
+        )
         if stratum is not None:
             for h in range(labels.shape[0]):
                 sel = codes == h
                 vh, varh, poph = _estimate_weighted(y[sel], pi[sel], design, "hajek", None)
-                by[labels[h]] = _finish(vh, varh, int(sel.sum()), poph, design, "hajek", confidence, ci_method)
+                by[labels[h]] = _finish(
+                    vh, varh, int(sel.sum()), poph, design, "hajek", confidence, ci_method
+                )
     est = _finish(value, var, n, pop, design, estimator, confidence, ci_method)
-    return Estimate(**{**est.__dict__, "by_stratum": by})
+    return replace(est, by_stratum=by)
 
 
 def estimate_from_plan(
@@ -673,4 +815,5 @@ def estimate_from_plan(
         population_size=plan.population_size,
         confidence=confidence,
         ci_method=ci_method,
+        stratified=plan.stratified,
     )

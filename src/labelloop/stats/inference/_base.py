@@ -30,6 +30,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Self
 
 import numpy as np
@@ -56,11 +57,14 @@ class Prepared:
     weight: FloatArray
     gold: IntArray  # gold category code per item, -1 where unknown
     total_weight: float
+    unit_weight: bool  # every weight is exactly one (kernels skip the multiplications)
 
     @classmethod
     def build(cls, data: Ratings, gold: IntArray) -> Prepared:
         n_items, k = data.n_items, data.n_categories
-        indptr, order = _kernels.group_by_item(np.ascontiguousarray(data.item, dtype=np.int64), n_items)
+        indptr, order = _kernels.group_by_item(
+            np.ascontiguousarray(data.item, dtype=np.int64), n_items
+        )
         annotator = np.ascontiguousarray(data.annotator[order], dtype=np.int64)
         label = np.ascontiguousarray(data.label[order], dtype=np.int64)
         weight = np.ascontiguousarray(data.weight[order], dtype=np.float64)
@@ -75,13 +79,27 @@ class Prepared:
             weight=weight,
             gold=gold,
             total_weight=float(weight.sum()),
+            unit_weight=bool(np.all(weight == 1.0)),
         )
+
+    @cached_property
+    def row_weight(self) -> FloatArray:
+        """Total rating weight per (annotator, label) row."""
+        counts = np.bincount(self.row, weights=self.weight, minlength=self.n_annotators * self.k)
+        return np.asarray(counts, dtype=np.float64)
+
+    @cached_property
+    def row_used(self) -> npt.NDArray[np.bool_]:
+        """Whether each (annotator, label) row occurs at all."""
+        return np.bincount(self.row, minlength=self.n_annotators * self.k) > 0
 
     def vote_counts(self) -> FloatArray:
         """Items × categories matrix of weighted votes."""
         item = np.repeat(np.arange(self.n_items, dtype=np.int64), np.diff(self.indptr))
-        flat = np.bincount(item * self.k + self.label, weights=self.weight, minlength=self.n_items * self.k)
-        return flat.reshape(self.n_items, self.k)
+        flat = np.bincount(
+            item * self.k + self.label, weights=self.weight, minlength=self.n_items * self.k
+        )
+        return np.asarray(flat, dtype=np.float64).reshape(self.n_items, self.k)
 
     def clamp(self, probas: FloatArray) -> FloatArray:
         """Set the rows of gold items to one-hot vectors (in place) and return them."""
@@ -98,6 +116,11 @@ def normalize_rows(counts: FloatArray) -> FloatArray:
     k = counts.shape[1]
     safe = np.where(total > 0, total, 1.0)
     return np.where(total > 0, counts / safe, 1.0 / k)
+
+
+def argmax_codes(probas: FloatArray) -> IntArray:
+    """Row-wise argmax (ties to the first category) as int64 codes."""
+    return np.asarray(probas.argmax(axis=1), dtype=np.int64)
 
 
 def gold_codes(data: Ratings, gold: Mapping[Any, Any] | None) -> IntArray:
@@ -159,6 +182,7 @@ class TruthInference(ABC):
 
     def _check_params(self) -> None:
         """Raise ``ValueError`` for invalid constructor parameters."""
+        return
 
     @abstractmethod
     def _fit(self, prep: Prepared) -> IntArray:
@@ -166,6 +190,7 @@ class TruthInference(ABC):
 
     def _fit_single_category(self, prep: Prepared) -> None:
         """Set model-specific attributes when there is only one category."""
+        return
 
 
 class EMEstimator(TruthInference):
@@ -217,3 +242,44 @@ class EMEstimator(TruthInference):
         self.log_likelihood_ = history[-1]
         self.probas_ = probas
         return probas
+
+
+class ConfusionEM(EMEstimator):
+    """EM for models of the form ``P(label | truth, annotator) = e_j[truth, label]``.
+
+    The E-step is the fused compiled pass :func:`_kernels.em_pass`, which also returns
+    the next M-step's sufficient statistics (``counts[j*K + l, c] = Σ w q[i, c]`` and
+    the class totals ``Σ_i q[i]``), so each iteration reads the ratings once.
+    """
+
+    _stats: tuple[FloatArray, FloatArray] | None = None
+
+    def _posterior_pass(
+        self, prep: Prepared, log_e: FloatArray, log_prior: FloatArray
+    ) -> tuple[FloatArray, float]:
+        """Posteriors and log-likelihood; keeps the statistics for the next M-step."""
+        probas = np.empty((prep.n_items, prep.k))
+        ll, counts, totals = _kernels.em_pass(
+            prep.indptr,
+            prep.row,
+            prep.weight,
+            log_e,
+            log_prior,
+            prep.gold,
+            probas,
+            prep.n_annotators * prep.k,
+            prep.unit_weight,
+        )
+        self._stats = (counts, totals)
+        return probas, ll
+
+    def _take_stats(self, prep: Prepared, probas: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Sufficient statistics of ``probas`` (from the last pass when it made them)."""
+        stats = self._stats
+        self._stats = None
+        if stats is not None:
+            return stats
+        counts = _kernels.confusion_counts(
+            prep.indptr, prep.row, prep.weight, probas, prep.n_annotators * prep.k
+        )
+        return counts, probas.sum(axis=0)

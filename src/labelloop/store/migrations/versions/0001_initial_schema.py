@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 20:04:13.324574
+Create Date: 2026-11-27 20:10:08.427332
 """
 
 from collections.abc import Sequence
@@ -90,6 +90,34 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
+    op.create_table(
+        "audit_policies",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("cadence", sa.String(length=100), nullable=False),
+        sa.Column(
+            "spec",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_audit_policies_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_policies")),
+        sa.UniqueConstraint("project_id", "name", name=op.f("uq_audit_policies_project_id_name")),
+    )
+    with op.batch_alter_table("audit_policies", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_audit_policies_project_id"), ["project_id"], unique=False
+        )
+
     op.create_table(
         "import_batches",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -242,6 +270,59 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "audit_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("policy_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("window_start", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("window_end", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("trigger", sa.String(length=20), nullable=False),
+        sa.Column("seed", sa.Integer(), nullable=False),
+        sa.Column(
+            "policy_snapshot",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("population_size", sa.Integer(), nullable=False),
+        sa.Column("sample_size", sa.Integer(), nullable=False),
+        sa.Column(
+            "plan",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "report",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("opened_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status in ('opening', 'open', 'closed')", name=op.f("ck_audit_runs_status")
+        ),
+        sa.ForeignKeyConstraint(
+            ["policy_id"],
+            ["audit_policies.id"],
+            name=op.f("fk_audit_runs_policy_id_audit_policies"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_audit_runs_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_runs")),
+        sa.UniqueConstraint(
+            "policy_id", "window_start", name=op.f("uq_audit_runs_policy_id_window_start")
+        ),
+    )
+    with op.batch_alter_table("audit_runs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_runs_policy_id"), ["policy_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_runs_project_id"), ["project_id"], unique=False)
+
+    op.create_table(
         "gold_labels",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -309,11 +390,147 @@ def upgrade() -> None:
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_predictions_project_id"), ["project_id"], unique=False)
 
+    op.create_table(
+        "audit_units",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("annotation_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("annotator_id", sa.Integer(), nullable=False),
+        sa.Column("stratum", sa.String(length=300), nullable=False),
+        sa.Column("inclusion_probability", sa.Double(), nullable=False),
+        sa.Column(
+            "snapshot",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["annotation_id"],
+            ["annotations.id"],
+            name=op.f("fk_audit_units_annotation_id_annotations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["annotator_id"], ["users.id"], name=op.f("fk_audit_units_annotator_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_audit_units_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["audit_runs.id"],
+            name=op.f("fk_audit_units_run_id_audit_runs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_units")),
+        sa.UniqueConstraint(
+            "run_id", "annotation_id", name=op.f("uq_audit_units_run_id_annotation_id")
+        ),
+    )
+    with op.batch_alter_table("audit_units", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_units_run_id"), ["run_id"], unique=False)
+
+    op.create_table(
+        "audit_assignments",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("unit_id", sa.Integer(), nullable=False),
+        sa.Column("reviewer_id", sa.Integer(), nullable=False),
+        sa.Column("double", sa.Boolean(), nullable=False),
+        sa.Column("created_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reviewer_id"], ["users.id"], name=op.f("fk_audit_assignments_reviewer_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["audit_runs.id"],
+            name=op.f("fk_audit_assignments_run_id_audit_runs"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["unit_id"],
+            ["audit_units.id"],
+            name=op.f("fk_audit_assignments_unit_id_audit_units"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_assignments")),
+        sa.UniqueConstraint(
+            "unit_id", "reviewer_id", name=op.f("uq_audit_assignments_unit_id_reviewer_id")
+        ),
+    )
+    with op.batch_alter_table("audit_assignments", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_audit_assignments_run_reviewer", ["run_id", "reviewer_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_audit_assignments_unit_id"), ["unit_id"], unique=False)
+
+    op.create_table(
+        "audit_reviews",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("assignment_id", sa.Integer(), nullable=False),
+        sa.Column("unit_id", sa.Integer(), nullable=False),
+        sa.Column("reviewer_id", sa.Integer(), nullable=False),
+        sa.Column("verdict", sa.String(length=10), nullable=False),
+        sa.Column(
+            "corrected_value",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("error_category", sa.String(length=100), nullable=True),
+        sa.Column("severity", sa.String(length=10), nullable=True),
+        sa.Column("rule_ref", sa.String(length=200), nullable=True),
+        sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column("active_seconds", sa.Double(), nullable=True),
+        sa.Column("created_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "verdict in ('correct', 'incorrect', 'unsure')", name=op.f("ck_audit_reviews_verdict")
+        ),
+        sa.ForeignKeyConstraint(
+            ["assignment_id"],
+            ["audit_assignments.id"],
+            name=op.f("fk_audit_reviews_assignment_id_audit_assignments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["reviewer_id"], ["users.id"], name=op.f("fk_audit_reviews_reviewer_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["audit_runs.id"],
+            name=op.f("fk_audit_reviews_run_id_audit_runs"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["unit_id"],
+            ["audit_units.id"],
+            name=op.f("fk_audit_reviews_unit_id_audit_units"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_reviews")),
+        sa.UniqueConstraint("assignment_id", name=op.f("uq_audit_reviews_assignment_id")),
+    )
+    with op.batch_alter_table("audit_reviews", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_reviews_run_id"), ["run_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("audit_reviews", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_reviews_run_id"))
+
+    op.drop_table("audit_reviews")
+    with op.batch_alter_table("audit_assignments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_assignments_unit_id"))
+        batch_op.drop_index("ix_audit_assignments_run_reviewer")
+
+    op.drop_table("audit_assignments")
+    with op.batch_alter_table("audit_units", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_units_run_id"))
+
+    op.drop_table("audit_units")
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_predictions_project_id"))
 
@@ -322,6 +539,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_gold_labels_project_id"))
 
     op.drop_table("gold_labels")
+    with op.batch_alter_table("audit_runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_runs_project_id"))
+        batch_op.drop_index(batch_op.f("ix_audit_runs_policy_id"))
+
+    op.drop_table("audit_runs")
     with op.batch_alter_table("annotations", schema=None) as batch_op:
         batch_op.drop_index("ix_annotations_project_submitted")
         batch_op.drop_index("ix_annotations_project_annotator")
@@ -342,6 +564,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_import_batches_project_id"))
 
     op.drop_table("import_batches")
+    with op.batch_alter_table("audit_policies", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_policies_project_id"))
+
+    op.drop_table("audit_policies")
     op.drop_table("users")
     op.drop_table("trail_head")
     op.drop_table("projects")

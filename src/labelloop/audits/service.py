@@ -1,0 +1,897 @@
+"""Audit use cases: policies, due windows, opening runs (frozen samples), reviews, closing.
+
+Services take ``session`` and an :class:`~labelloop.accounts.actor.Actor`, check
+permissions, append trail events, and never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from croniter import croniter
+from pydantic import ValidationError
+from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from labelloop import trail
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.models import Membership, User
+from labelloop.accounts.policy import require, roles_of
+from labelloop.accounts.roles import Permission, Role, allows
+from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditReview, AuditRun, AuditUnit
+from labelloop.audits.schemas import PolicySpec, ReviewInput
+from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from labelloop.projects.models import Annotation, Item, Prediction, Project
+from labelloop.stats import sampling
+from labelloop.store.base import utcnow
+
+#: Model-disagreement buckets (the ``model_disagreement`` stratum).
+MODEL_BUCKETS = ("model disagrees", "model unsure", "model agrees", "no prediction")
+MODEL_UNSURE_BELOW = 0.6
+
+
+# ----------------------------------------------------------------------------- policies
+def _spec_errors(exc: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in exc.errors()]
+
+
+def parse_spec(data: dict[str, Any]) -> PolicySpec:
+    """Validate a policy document; every problem is reported with its field path."""
+    try:
+        return PolicySpec.model_validate(data)
+    except ValidationError as exc:
+        problems = _spec_errors(exc)
+        raise ValidationFailed(f"invalid audit policy: {'; '.join(problems)}", problems) from None
+
+
+def _check_reviewers(session: Session, project_id: int, usernames: Sequence[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for name in usernames:
+        user = session.scalar(select(User).where(User.username == name))
+        if user is None:
+            raise ValidationFailed(f"reviewer {name!r} does not exist (create it with `labelloop user create`)")
+        if not user.is_admin and not allows(roles_of(session, user.id, project_id), Permission.AUDIT_REVIEW):
+            raise ValidationFailed(
+                f"reviewer {name!r} has no reviewing role in this project "
+                f"(grant one: `labelloop user grant {name} --project P --role auditor`)"
+            )
+        ids[name] = user.id
+    return ids
+
+
+def create_policy(
+    session: Session, *, actor: Actor, project: Project, name: str, spec: PolicySpec
+) -> AuditPolicy:
+    require(session, actor, Permission.AUDIT_MANAGE, project_id=project.id)
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("policy name must not be empty")
+    if session.scalar(
+        select(AuditPolicy.id).where(AuditPolicy.project_id == project.id, AuditPolicy.name == name)
+    ):
+        raise Conflict(f"project {project.name} already has an audit policy named {name!r}")
+    _check_reviewers(session, project.id, spec.reviewers)
+    policy = AuditPolicy(project_id=project.id, name=name, cadence=spec.cadence, spec=spec.as_json())
+    session.add(policy)
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_policy.create",
+        entity_type="audit_policy",
+        entity_id=policy.id,
+        project_id=project.id,
+        after={"name": name, **spec.as_json()},
+    )
+    return policy
+
+
+def update_policy(session: Session, *, actor: Actor, policy: AuditPolicy, spec: PolicySpec) -> AuditPolicy:
+    require(session, actor, Permission.AUDIT_MANAGE, project_id=policy.project_id)
+    _check_reviewers(session, policy.project_id, spec.reviewers)
+    before = dict(policy.spec)
+    policy.spec, policy.cadence, policy.updated_at = spec.as_json(), spec.cadence, utcnow()
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_policy.update",
+        entity_type="audit_policy",
+        entity_id=policy.id,
+        project_id=policy.project_id,
+        before=before,
+        after=policy.spec,
+    )
+    return policy
+
+
+def get_policy(session: Session, project: Project, name_or_id: str | int) -> AuditPolicy:
+    stmt = select(AuditPolicy).where(AuditPolicy.project_id == project.id)
+    key = str(name_or_id)
+    stmt = stmt.where(AuditPolicy.id == int(key)) if key.isdigit() else stmt.where(AuditPolicy.name == key)
+    policy = session.scalar(stmt)
+    if policy is None:
+        raise NotFound(f"project {project.name} has no audit policy {name_or_id!r}")
+    return policy
+
+
+def list_policies(session: Session, project: Project | None = None) -> Sequence[AuditPolicy]:
+    stmt = select(AuditPolicy).order_by(AuditPolicy.project_id, AuditPolicy.name)
+    if project is not None:
+        stmt = stmt.where(AuditPolicy.project_id == project.id)
+    return session.scalars(stmt).all()
+
+
+def get_run(session: Session, run_id: int) -> AuditRun:
+    run = session.get(AuditRun, run_id)
+    if run is None:
+        raise NotFound(f"no audit run {run_id}")
+    return run
+
+
+def runs_of(session: Session, policy: AuditPolicy) -> Sequence[AuditRun]:
+    return session.scalars(
+        select(AuditRun).where(AuditRun.policy_id == policy.id).order_by(AuditRun.window_start)
+    ).all()
+
+
+# ------------------------------------------------------------------------------ windows
+def due_windows(session: Session, policy: AuditPolicy, now: datetime) -> list[tuple[datetime, datetime]]:
+    """Windows whose cron fire time has passed and that have no run yet.
+
+    A window ends at a fire time and starts at the previous fire time (``since_previous``)
+    or ``window_days`` before its end (``last_days``). Missed windows are all returned
+    (``catch_up``) or only the newest (``skip``). The first window of a new policy is the
+    one ending at the first fire time after the policy was created.
+    """
+    spec = PolicySpec.model_validate(policy.spec)
+    if spec.cadence == "manual" or not policy.active:
+        return []
+    last_end = session.scalar(select(func.max(AuditRun.window_end)).where(AuditRun.policy_id == policy.id))
+    anchor = last_end or policy.created_at
+    it = croniter(spec.cadence, anchor)
+    ends: list[datetime] = []
+    while True:
+        fire = it.get_next(datetime)
+        if fire > now:
+            break
+        ends.append(fire)
+        if len(ends) > 1000:  # a minutely cron left alone for a long time
+            ends = ends[-1000:]
+    if not ends:
+        return []
+    if spec.missed_windows == "skip":
+        ends = ends[-1:]
+    windows = []
+    for end in ends:
+        if spec.window == "last_days":
+            start = end - timedelta(days=spec.window_days)
+        else:
+            prev = croniter(spec.cadence, end).get_prev(datetime)
+            start = max(prev, last_end) if last_end and prev < last_end else prev
+        windows.append((start, end))
+    return windows
+
+
+def manual_window(session: Session, policy: AuditPolicy, now: datetime) -> tuple[datetime, datetime]:
+    """The window of a run triggered by hand: since the previous run's end (or the last
+    ``window_days``) up to now."""
+    spec = PolicySpec.model_validate(policy.spec)
+    last_end = session.scalar(select(func.max(AuditRun.window_end)).where(AuditRun.policy_id == policy.id))
+    if spec.window == "since_previous" and last_end is not None and last_end < now:
+        return last_end, now
+    return now - timedelta(days=spec.window_days), now
+
+
+# ---------------------------------------------------------------------------- population
+@dataclass(frozen=True)
+class PopulationRow:
+    annotation_id: int
+    item_id: int
+    annotator_id: int
+    value: Any
+    attributes: dict[str, Any]
+    source: str
+    submitted_at: datetime | None
+    active_seconds: float | None
+    guideline_version: str | None
+    segments: dict[str, Any]
+    tags: tuple[str, ...]
+
+
+def label_key(value: Any) -> str:
+    """A label value as text: the label itself for single labels, JSON otherwise."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def load_population(
+    session: Session, project: Project, spec: PolicySpec, start: datetime, end: datetime
+) -> list[PopulationRow]:
+    """Annotations submitted in ``[start, end)`` that pass the policy's filter."""
+    when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
+    stmt = (
+        select(
+            Annotation.id,
+            Annotation.item_id,
+            Annotation.annotator_id,
+            Annotation.value,
+            Annotation.attributes,
+            Annotation.source,
+            Annotation.submitted_at,
+            Annotation.active_seconds,
+            Annotation.guideline_version,
+            Item.segments,
+            Item.tags,
+        )
+        .join(Item, Item.id == Annotation.item_id)
+        .where(Annotation.project_id == project.id, when >= start, when < end)
+        .order_by(Annotation.id)
+    )
+    flt = spec.population
+    if flt.sources:
+        stmt = stmt.where(Annotation.source.in_(flt.sources))
+    if flt.annotators:
+        ids = session.scalars(select(User.id).where(User.username.in_(flt.annotators))).all()
+        stmt = stmt.where(Annotation.annotator_id.in_(ids))
+    labels = set(flt.labels)
+    tags = set(flt.tags)
+    rows: list[PopulationRow] = []
+    for r in session.execute(stmt.execution_options(yield_per=20_000)):
+        segs = r.segments or {}
+        if flt.segments and any(str(segs.get(k)) not in set(v) for k, v in flt.segments.items()):
+            continue
+        item_tags = tuple(sorted(r.tags or ()))
+        if tags and not tags.intersection(item_tags):
+            continue
+        if labels:
+            val = r.value
+            names = set(val) if isinstance(val, list) and all(isinstance(v, str) for v in val) else {label_key(val)}
+            if not labels.intersection(names):
+                continue
+        rows.append(
+            PopulationRow(
+                annotation_id=r.id,
+                item_id=r.item_id,
+                annotator_id=r.annotator_id,
+                value=r.value,
+                attributes=r.attributes or {},
+                source=r.source,
+                submitted_at=r.submitted_at,
+                active_seconds=r.active_seconds,
+                guideline_version=r.guideline_version,
+                segments=segs,
+                tags=item_tags,
+            )
+        )
+    return rows
+
+
+def _model_buckets(session: Session, rows: Sequence[PopulationRow]) -> dict[int, str]:
+    """Bucket per annotation: does the newest model prediction for its item disagree?"""
+    item_ids = sorted({r.item_id for r in rows})
+    preds: dict[int, tuple[Any, float | None]] = {}
+    for start in range(0, len(item_ids), 5000):
+        chunk = item_ids[start : start + 5000]
+        for p in session.execute(
+            select(Prediction.item_id, Prediction.value, Prediction.probabilities, Prediction.score)
+            .where(Prediction.item_id.in_(chunk))
+            .order_by(Prediction.created_at, Prediction.id)
+        ):
+            conf = p.score
+            if p.probabilities:
+                conf = max(float(v) for v in p.probabilities.values())
+            preds[p.item_id] = (p.value, conf)
+    out: dict[int, str] = {}
+    for r in rows:
+        if r.item_id not in preds:
+            out[r.annotation_id] = "no prediction"
+            continue
+        value, conf = preds[r.item_id]
+        if label_key(value) != label_key(r.value):
+            out[r.annotation_id] = "model disagrees"
+        elif conf is not None and conf < MODEL_UNSURE_BELOW:
+            out[r.annotation_id] = "model unsure"
+        else:
+            out[r.annotation_id] = "model agrees"
+    return out
+
+
+def _new_annotator_flags(
+    session: Session, project: Project, spec: PolicySpec, rows: Sequence[PopulationRow], start: datetime
+) -> dict[int, str]:
+    """"new" when the annotation is among its annotator's first ``new_annotator_items`` in
+    the project or within ``new_annotator_days`` of their first one."""
+    when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
+    firsts: dict[int, datetime] = {}
+    before: dict[int, int] = {}
+    for aid, first, n_before in session.execute(
+        select(
+            Annotation.annotator_id,
+            func.min(when),
+            func.sum(case((when < start, 1), else_=0)),
+        )
+        .where(Annotation.project_id == project.id)
+        .group_by(Annotation.annotator_id)
+    ):
+        firsts[aid] = first
+        before[aid] = int(n_before or 0)
+    seen: Counter[int] = Counter()
+    out: dict[int, str] = {}
+    horizon = timedelta(days=spec.new_annotator_days)
+    for r in sorted(rows, key=lambda x: (x.submitted_at or start, x.annotation_id)):
+        rank = before.get(r.annotator_id, 0) + seen[r.annotator_id]
+        seen[r.annotator_id] += 1
+        first = firsts.get(r.annotator_id)
+        recent = first is not None and r.submitted_at is not None and r.submitted_at - first < horizon
+        out[r.annotation_id] = "new" if rank < spec.new_annotator_items or recent else "established"
+    return out
+
+
+def stratum_labels(
+    session: Session, project: Project, spec: PolicySpec, rows: Sequence[PopulationRow], start: datetime
+) -> list[str]:
+    """The stratum of every population row: its value on each policy dimension, joined."""
+    if not spec.strata:
+        return ["all"] * len(rows)
+    usernames = dict(session.execute(select(User.id, User.username)).tuples().all()) if "annotator" in spec.strata else {}
+    buckets = _model_buckets(session, rows) if "model_disagreement" in spec.strata else {}
+    newness = _new_annotator_flags(session, project, spec, rows, start) if "new_annotator" in spec.strata else {}
+    out = []
+    for r in rows:
+        parts = []
+        for dim in spec.strata:
+            if dim.startswith("segment:"):
+                key = dim.split(":", 1)[1]
+                parts.append(f"{key}={r.segments.get(key, '(none)')}")
+            elif dim == "annotator":
+                parts.append(f"annotator={usernames.get(r.annotator_id, r.annotator_id)}")
+            elif dim == "label":
+                parts.append(f"label={label_key(r.value)}")
+            elif dim == "tag":
+                parts.append(f"tag={'+'.join(r.tags) if r.tags else 'untagged'}")
+            elif dim == "new_annotator":
+                parts.append(f"annotator is {newness[r.annotation_id]}")
+            elif dim == "model_disagreement":
+                parts.append(buckets[r.annotation_id])
+        out.append(" | ".join(parts))
+    return out
+
+
+# ---------------------------------------------------------------------------- opening
+@dataclass(frozen=True)
+class OpenResult:
+    run: AuditRun
+    created: bool
+    notes: list[str]
+
+
+def run_seed(policy_id: int, window_start: datetime) -> int:
+    """A seed derived from (policy, window start): re-opening after a crash draws the
+    same sample."""
+    digest = hashlib.sha256(f"{policy_id}:{window_start.isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _risk_weight(spec: PolicySpec, stratum: str) -> float:
+    weight = 1.0
+    for part in stratum.split(" | "):
+        if part in spec.risk_weights:
+            weight *= spec.risk_weights[part]
+    return spec.risk_weights.get(stratum, weight)
+
+
+def _previous_stratum_rates(session: Session, policy: AuditPolicy) -> dict[str, float]:
+    last = session.scalar(
+        select(AuditRun)
+        .where(AuditRun.policy_id == policy.id, AuditRun.status == "closed", AuditRun.report.is_not(None))
+        .order_by(AuditRun.window_start.desc())
+        .limit(1)
+    )
+    if last is None or not last.report:
+        return {}
+    return {
+        s["stratum"]: float(s["error_rate"]["value"])
+        for s in last.report.get("error_rate", {}).get("by_stratum", [])
+        if s.get("error_rate", {}).get("value") is not None
+    }
+
+
+def plan_sample(
+    session: Session, policy: AuditPolicy, spec: PolicySpec, strata: list[str], seed: int
+) -> tuple[sampling.SamplePlan, list[str]]:
+    """Draw the sample for a population with the given strata; returns notes for the report."""
+    notes: list[str] = []
+    population = len(strata)
+    if spec.sample_size is not None:
+        n = spec.sample_size
+    else:
+        assert spec.target_half_width is not None
+        n = sampling.sample_size_for_proportion(
+            spec.target_half_width,
+            expected_rate=spec.expected_error_rate,
+            confidence=spec.confidence,
+            population_size=population,
+        )
+        notes.append(
+            f"sample size {n} computed for a ±{spec.target_half_width:g} interval at "
+            f"{spec.confidence:.0%} with an expected error rate of {spec.expected_error_rate:g}"
+        )
+    if n > population:
+        notes.append(f"sample size {n} exceeds the population ({population}): every annotation is reviewed")
+        n = population
+    if spec.allocation == "risk":
+        weights = np.asarray([_risk_weight(spec, s) for s in strata], dtype=np.float64)
+        return sampling.weighted_sample(weights, n, strata=np.asarray(strata, dtype=object), seed=seed), notes
+    labels = sorted(set(strata))
+    min_per = min(spec.min_per_stratum, n // max(len(labels), 1))
+    if min_per < spec.min_per_stratum:
+        notes.append(f"minimum per stratum lowered to {min_per}: {len(labels)} strata share {n} reviews")
+    std = None
+    if spec.allocation == "neyman":
+        prev = _previous_stratum_rates(session, policy)
+        rates = [prev.get(s, spec.expected_error_rate) for s in labels]
+        std = np.sqrt([max(p * (1 - p), 1e-4) for p in rates])
+        notes.append("Neyman allocation from " + ("the previous run's per-stratum error rates" if prev else "the expected error rate"))
+    plan = sampling.stratified_sample(
+        np.asarray(strata, dtype=object),
+        n,
+        allocation=spec.allocation,
+        std=std,
+        min_per_stratum=min_per,
+        seed=seed,
+    )
+    return plan, notes
+
+
+def _reviewer_ids(session: Session, project_id: int, spec: PolicySpec) -> dict[int, str]:
+    if not spec.reviewers:
+        # default pool: everyone holding a reviewing role in the project
+        rows = session.execute(
+            select(User.id, User.username)
+            .join(Membership, Membership.user_id == User.id)
+            .where(
+                Membership.project_id == project_id,
+                Membership.role.in_([Role.AUDITOR.value, Role.ADJUDICATOR.value]),
+            )
+            .distinct()
+        ).all()
+        return {uid: name for uid, name in rows}
+    ids = _check_reviewers(session, project_id, spec.reviewers)
+    return {uid: name for name, uid in ids.items()}
+
+
+def _assign(
+    units: Sequence[AuditUnit], reviewers: dict[int, str], double_fraction: float, rng: np.random.Generator
+) -> list[tuple[AuditUnit, int, bool]]:
+    """Balanced assignment: each unit goes to the eligible reviewer with the fewest
+    assignments so far (ties broken by a seeded order), never to its own annotator;
+    a seeded ``double_fraction`` of units gets a second, different reviewer."""
+    if not reviewers:
+        raise ValidationFailed("the reviewer pool is empty: add reviewers to the policy or grant the auditor role")
+    order = [int(x) for x in rng.permutation(sorted(reviewers))]
+    load: Counter[int] = Counter({r: 0 for r in order})
+    doubles = set(rng.choice(len(units), size=round(double_fraction * len(units)), replace=False).tolist()) if units else set()
+    out: list[tuple[AuditUnit, int, bool]] = []
+    for idx, unit in enumerate(units):
+        eligible = [r for r in order if r != unit.annotator_id]
+        if not eligible:
+            raise ValidationFailed(
+                f"no reviewer may review annotation {unit.annotation_id}: the pool holds only its annotator "
+                f"({reviewers[unit.annotator_id]}); add another reviewer"
+            )
+        first = min(eligible, key=lambda r: load[r])
+        load[first] += 1
+        out.append((unit, first, False))
+        if idx in doubles:
+            others = [r for r in eligible if r != first]
+            if others:
+                second = min(others, key=lambda r: load[r])
+                load[second] += 1
+                out.append((unit, second, True))
+    return out
+
+
+def open_run(
+    session: Session,
+    *,
+    actor: Actor,
+    policy: AuditPolicy,
+    window_start: datetime,
+    window_end: datetime,
+    trigger: str = "schedule",
+    allow_empty: bool = False,
+) -> OpenResult:
+    """Open the run of ``policy`` for a window: draw, freeze and assign its sample.
+
+    Idempotent: when the (policy, window start) run exists, it is returned unchanged. An
+    empty population is an error, or with ``allow_empty`` (the scheduler) a run recorded
+    closed with nothing to review, so the window is not retried. The
+    whole opening happens in the caller's transaction, so a process killed mid-way leaves
+    nothing behind and the next attempt starts over with the same seed.
+    """
+    require(session, actor, Permission.AUDIT_MANAGE, project_id=policy.project_id)
+    existing = session.scalar(
+        select(AuditRun).where(AuditRun.policy_id == policy.id, AuditRun.window_start == window_start)
+    )
+    if existing is not None:
+        return OpenResult(existing, False, [])
+    if window_end <= window_start:
+        raise ValidationFailed(f"audit window is empty: {window_start.isoformat()} .. {window_end.isoformat()}")
+    project = session.get(Project, policy.project_id)
+    assert project is not None
+    spec = PolicySpec.model_validate(policy.spec)
+    rows = load_population(session, project, spec, window_start, window_end)
+    if not rows and allow_empty:
+        return _record_empty_run(session, actor, policy, spec, window_start, window_end, trigger)
+    if not rows:
+        raise ValidationFailed(
+            f"nothing to audit: no annotations of project {project.name} pass policy {policy.name!r} "
+            f"between {window_start:%Y-%m-%d %H:%M} and {window_end:%Y-%m-%d %H:%M} UTC"
+        )
+    reviewers = _reviewer_ids(session, project.id, spec)
+    if not reviewers:
+        raise ValidationFailed("the reviewer pool is empty: add reviewers to the policy or grant the auditor role")
+    seed = run_seed(policy.id, window_start)
+    strata = stratum_labels(session, project, spec, rows, window_start)
+    plan, notes = plan_sample(session, policy, spec, strata, seed)
+    for idx in plan.indices.tolist():  # check before writing anything
+        if not set(reviewers) - {rows[idx].annotator_id}:
+            raise ValidationFailed(
+                f"no reviewer may review annotation {rows[idx].annotation_id}: the pool holds only its "
+                f"annotator ({reviewers[rows[idx].annotator_id]}); add another reviewer"
+            )
+    run = AuditRun(
+        policy_id=policy.id,
+        project_id=project.id,
+        window_start=window_start,
+        window_end=window_end,
+        status="open",
+        trigger=trigger,
+        seed=seed,
+        policy_snapshot={"name": policy.name, **spec.as_json()},
+        population_size=len(rows),
+        sample_size=plan.n,
+        plan={
+            "design": plan.design,
+            "strata": [
+                {"stratum": str(s), "population": int(N), "sample": int(n)}
+                for s, N, n in zip(plan.strata.tolist(), plan.population_sizes.tolist(), plan.allocation.tolist(), strict=True)
+            ],
+            "notes": notes,
+        },
+    )
+    nested = session.begin_nested()
+    try:
+        session.add(run)
+        session.flush()
+    except IntegrityError:
+        nested.rollback()
+        existing = session.scalar(
+            select(AuditRun).where(AuditRun.policy_id == policy.id, AuditRun.window_start == window_start)
+        )
+        if existing is None:
+            raise
+        return OpenResult(existing, False, [])
+    nested.commit()
+    units = []
+    for idx, stratum, pi in plan.rows():
+        r = rows[idx]
+        units.append(
+            AuditUnit(
+                run_id=run.id,
+                annotation_id=r.annotation_id,
+                item_id=r.item_id,
+                annotator_id=r.annotator_id,
+                stratum=str(stratum),
+                inclusion_probability=pi,
+                snapshot={
+                    "value": r.value,
+                    "attributes": r.attributes,
+                    "annotator_id": r.annotator_id,
+                    "source": r.source,
+                    "submitted_at": r.submitted_at.isoformat() if r.submitted_at else None,
+                    "active_seconds": r.active_seconds,
+                    "guideline_version": r.guideline_version,
+                    "segments": r.segments,
+                    "tags": list(r.tags),
+                },
+            )
+        )
+    session.add_all(units)
+    session.flush()
+    rng = np.random.default_rng(seed)
+    for unit, reviewer_id, double in _assign(units, reviewers, spec.double_review_fraction, rng):
+        session.add(AuditAssignment(run_id=run.id, unit_id=unit.id, reviewer_id=reviewer_id, double=double))
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_run.open",
+        entity_type="audit_run",
+        entity_id=run.id,
+        project_id=project.id,
+        after={
+            "policy": policy.name,
+            "window_start": window_start,
+            "window_end": window_end,
+            "trigger": trigger,
+            "population": len(rows),
+            "sample": plan.n,
+            "seed": seed,
+        },
+    )
+    return OpenResult(run, True, notes)
+
+
+def _record_empty_run(
+    session: Session,
+    actor: Actor,
+    policy: AuditPolicy,
+    spec: PolicySpec,
+    window_start: datetime,
+    window_end: datetime,
+    trigger: str,
+) -> OpenResult:
+    note = "no annotations in the window passed the policy's filter; nothing to review"
+    run = AuditRun(
+        policy_id=policy.id,
+        project_id=policy.project_id,
+        window_start=window_start,
+        window_end=window_end,
+        status="closed",
+        trigger=trigger,
+        seed=run_seed(policy.id, window_start),
+        policy_snapshot={"name": policy.name, **spec.as_json()},
+        plan={"design": "stratified", "strata": [], "notes": [note]},
+        report=None,
+        closed_at=utcnow(),
+    )
+    nested = session.begin_nested()
+    try:
+        session.add(run)
+        session.flush()
+    except IntegrityError:
+        nested.rollback()
+        existing = session.scalar(
+            select(AuditRun).where(AuditRun.policy_id == policy.id, AuditRun.window_start == window_start)
+        )
+        if existing is None:
+            raise
+        return OpenResult(existing, False, [])
+    nested.commit()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_run.empty",
+        entity_type="audit_run",
+        entity_id=run.id,
+        project_id=policy.project_id,
+        after={"policy": policy.name, "window_start": window_start, "window_end": window_end},
+    )
+    return OpenResult(run, True, [note])
+
+
+# ---------------------------------------------------------------------------- reviews
+@dataclass(frozen=True)
+class QueueEntry:
+    """What a reviewer sees for one assignment. ``label`` and ``annotator`` are ``None``
+    when the run is blind."""
+
+    assignment_id: int
+    unit_id: int
+    item_external_id: str
+    payload: dict[str, Any]
+    segments: dict[str, Any]
+    label: Any
+    annotator: str | None
+    double: bool
+
+
+def review_queue(session: Session, *, actor: Actor, run: AuditRun, reviewer_id: int | None = None) -> list[QueueEntry]:
+    """Open assignments of a reviewer (the actor's own unless a system actor names one)."""
+    require(session, actor, Permission.AUDIT_REVIEW, project_id=run.project_id)
+    who = reviewer_id if (actor.system and reviewer_id is not None) else actor.user_id
+    blind = bool(run.policy_snapshot.get("blind", True))
+    stmt = (
+        select(AuditAssignment, AuditUnit, Item)
+        .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
+        .join(Item, Item.id == AuditUnit.item_id)
+        .outerjoin(AuditReview, AuditReview.assignment_id == AuditAssignment.id)
+        .where(AuditAssignment.run_id == run.id, AuditReview.id.is_(None))
+        .order_by(AuditAssignment.id)
+    )
+    if who is not None:
+        stmt = stmt.where(AuditAssignment.reviewer_id == who)
+    names = dict(session.execute(select(User.id, User.username)).tuples().all())
+    return [
+        QueueEntry(
+            assignment_id=a.id,
+            unit_id=u.id,
+            item_external_id=item.external_id,
+            payload=item.payload,
+            segments=item.segments or {},
+            label=None if blind else u.snapshot.get("value"),
+            annotator=None if blind else names.get(u.annotator_id),
+            double=a.double,
+        )
+        for a, u, item in session.execute(stmt).tuples()
+    ]
+
+
+def record_review(
+    session: Session, *, actor: Actor, assignment_id: int, review: ReviewInput
+) -> AuditReview:
+    """Store a reviewer's finding on one assignment of an open run.
+
+    In a blind run the reviewer gives their own label (``corrected_value``) and the
+    verdict is derived by comparing it with the frozen label; ``unsure`` stays unsure.
+    """
+    assignment = session.get(AuditAssignment, assignment_id)
+    if assignment is None:
+        raise NotFound(f"no audit assignment {assignment_id}")
+    run = session.get(AuditRun, assignment.run_id)
+    assert run is not None
+    require(session, actor, Permission.AUDIT_REVIEW, project_id=run.project_id)
+    if not actor.system and actor.user_id != assignment.reviewer_id:
+        raise PermissionDenied(f"assignment {assignment_id} belongs to another reviewer")
+    if run.status != "open":
+        raise Conflict(f"audit run {run.id} is {run.status}; reviews are closed")
+    if session.scalar(select(AuditReview.id).where(AuditReview.assignment_id == assignment_id)):
+        raise Conflict(f"assignment {assignment_id} has already been reviewed")
+    unit = session.get(AuditUnit, assignment.unit_id)
+    assert unit is not None
+    categories = run.policy_snapshot.get("error_categories") or []
+    if review.error_category is not None and review.error_category not in categories:
+        raise ValidationFailed(
+            f"unknown error category {review.error_category!r}; one of: {', '.join(categories)}"
+        )
+    verdict = review.verdict
+    corrected = review.corrected_value
+    if corrected is not None:
+        from labelloop.projects.service import schema_of
+        from labelloop.projects.validation import validate_value
+
+        project = session.get(Project, run.project_id)
+        assert project is not None
+        problems = [v for v in validate_value(schema_of(project), corrected, field="corrected_value") if v.severity == "error"]
+        if problems:
+            raise ValidationFailed("corrected label is not valid: " + "; ".join(str(p) for p in problems), problems)
+        if verdict != "unsure" and run.policy_snapshot.get("blind", True):
+            verdict = "correct" if label_key(corrected) == label_key(unit.snapshot.get("value")) else "incorrect"
+    if verdict == "incorrect" and corrected is None:
+        raise ValidationFailed("an 'incorrect' verdict needs the corrected label")
+    row = AuditReview(
+        run_id=run.id,
+        assignment_id=assignment.id,
+        unit_id=unit.id,
+        reviewer_id=assignment.reviewer_id,
+        verdict=verdict,
+        corrected_value=corrected if verdict == "incorrect" else None,
+        error_category=(review.error_category or "unclassified") if verdict == "incorrect" else None,
+        severity=(review.severity or "medium") if verdict == "incorrect" else None,
+        rule_ref=review.rule_ref,
+        comment=review.comment,
+        active_seconds=review.active_seconds,
+    )
+    session.add(row)
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_review.create",
+        entity_type="audit_review",
+        entity_id=row.id,
+        project_id=run.project_id,
+        after={
+            "run": run.id,
+            "assignment": assignment.id,
+            "verdict": row.verdict,
+            "corrected_value": row.corrected_value,
+            "error_category": row.error_category,
+            "severity": row.severity,
+            "rule_ref": row.rule_ref,
+            "comment": row.comment,
+        },
+    )
+    return row
+
+
+def progress(session: Session, run: AuditRun) -> dict[str, int]:
+    total = session.scalar(select(func.count()).where(AuditAssignment.run_id == run.id)) or 0
+    done = session.scalar(select(func.count()).where(AuditReview.run_id == run.id)) or 0
+    return {"assignments": int(total), "reviewed": int(done), "open": int(total - done)}
+
+
+def previous_closed_run(session: Session, run: AuditRun) -> AuditRun | None:
+    return session.scalar(
+        select(AuditRun)
+        .where(
+            AuditRun.policy_id == run.policy_id,
+            AuditRun.status == "closed",
+            AuditRun.window_start < run.window_start,
+            AuditRun.report.is_not(None),
+        )
+        .order_by(AuditRun.window_start.desc())
+        .limit(1)
+    )
+
+
+def close_run(session: Session, *, actor: Actor, run: AuditRun, allow_unreviewed: bool = False) -> AuditRun:
+    """Close a run and store its report. Refuses while assignments are open unless
+    ``allow_unreviewed`` (their units are then reported as unreviewed)."""
+    from labelloop.audits.report import compute_report
+
+    require(session, actor, Permission.AUDIT_MANAGE, project_id=run.project_id)
+    if run.status == "closed":
+        raise Conflict(f"audit run {run.id} is already closed")
+    state = progress(session, run)
+    if state["open"] and not allow_unreviewed:
+        raise Conflict(
+            f"audit run {run.id} has {state['open']} of {state['assignments']} reviews outstanding; "
+            "finish them or close with --allow-unreviewed"
+        )
+    run.report = compute_report(session, run, previous=previous_closed_run(session, run))
+    run.status, run.closed_at = "closed", utcnow()
+    session.flush()
+    overall = run.report["error_rate"]["overall"]
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_run.close",
+        entity_type="audit_run",
+        entity_id=run.id,
+        project_id=run.project_id,
+        after={"reviewed": state["reviewed"], "error_rate": overall.get("value"), "ci": overall.get("ci")},
+    )
+    return run
+
+
+def trend(session: Session, policy: AuditPolicy) -> list[dict[str, Any]]:
+    """Per closed cycle: error rate, alpha, coverage and turnaround with CIs, and whether
+    each changed significantly from the cycle before (see report.delta_test)."""
+    from labelloop.audits.report import delta_test
+
+    rows: list[dict[str, Any]] = []
+    prev: dict[str, Any] | None = None
+    for run in runs_of(session, policy):
+        if run.status != "closed" or not run.report:
+            continue
+        rep = run.report
+        conf = rep["run"]["confidence"]
+        reviews = rep["reviews"]
+        row = {
+            "run": run.id,
+            "window_start": run.window_start.isoformat(),
+            "window_end": run.window_end.isoformat(),
+            "population": run.population_size,
+            "sample": run.sample_size,
+            "error_rate": rep["error_rate"]["overall"],
+            "krippendorff_alpha": rep.get("agreement", {}).get("krippendorff_alpha"),
+            "gold_accuracy": rep.get("gold", {}).get("accuracy"),
+            "coverage": {
+                "reviewed_share": round(reviews["judged"] / reviews["units"], 4) if reviews["units"] else None,
+                "edge_case_share_of_audited": rep.get("edge_cases", {}).get("share_of_audited"),
+            },
+            "turnaround": rep.get("turnaround"),
+            "patterns": len(rep.get("patterns", [])),
+        }
+        if prev is not None:
+            row["change"] = {
+                "error_rate": delta_test(row["error_rate"], prev["error_rate"], conf),
+                "krippendorff_alpha": delta_test(row["krippendorff_alpha"], prev["krippendorff_alpha"], conf),
+            }
+        else:
+            row["change"] = None
+        rows.append(row)
+        prev = row
+    return rows

@@ -1,0 +1,90 @@
+"""`labelloop worker`: opens the audit runs that are due, once or in a loop.
+
+Each window is opened in its own transaction. Two workers (or a worker and a manual
+trigger) racing for the same window cannot both create it: the run is unique per
+(policy, window start) in the database, and the loser simply finds the winner's run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from labelloop.accounts.actor import Actor
+from labelloop.audits import service as audits
+from labelloop.audits.models import AuditPolicy
+from labelloop.errors import LabelLoopError
+from labelloop.settings import Settings
+from labelloop.store import make_engine, make_session_factory, session_scope
+from labelloop.store.base import utcnow
+
+log = logging.getLogger("labelloop.worker")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    policy: str
+    window_start: datetime
+    window_end: datetime
+    run_id: int | None
+    created: bool
+    message: str
+
+
+def run_due(settings: Settings, *, now: datetime | None = None, actor: Actor | None = None) -> list[JobResult]:
+    """Open every due window of every active scheduled policy; returns what happened."""
+    now = now or utcnow()
+    actor = actor or Actor.local("worker")
+    engine = make_engine(settings)
+    factory = make_session_factory(engine)
+    results: list[JobResult] = []
+    try:
+        with session_scope(factory) as session:
+            policy_ids = session.scalars(
+                select(AuditPolicy.id).where(AuditPolicy.active.is_(True), AuditPolicy.cadence != "manual")
+            ).all()
+        for policy_id in policy_ids:
+            with session_scope(factory) as session:
+                policy = session.get(AuditPolicy, policy_id)
+                assert policy is not None
+                windows = audits.due_windows(session, policy, now)
+                name = policy.name
+            for start, end in windows:
+                results.append(_open_one(factory, actor, policy_id, name, start, end))
+    finally:
+        engine.dispose()
+    return results
+
+
+def _open_one(factory, actor: Actor, policy_id: int, name: str, start: datetime, end: datetime) -> JobResult:  # type: ignore[no-untyped-def]
+    try:
+        with session_scope(factory) as session:
+            policy = session.get(AuditPolicy, policy_id)
+            assert policy is not None
+            res = audits.open_run(
+                session, actor=actor, policy=policy, window_start=start, window_end=end, allow_empty=True
+            )
+            run_id, created = res.run.id, res.created
+        msg = "opened" if created else "already open"
+        return JobResult(name, start, end, run_id, created, msg)
+    except IntegrityError:
+        return JobResult(name, start, end, None, False, "opened by another worker")
+    except (LabelLoopError, OperationalError) as exc:
+        log.warning("policy %s window %s: %s", name, start, exc)
+        return JobResult(name, start, end, None, False, f"failed: {exc}")
+
+
+def loop(settings: Settings, *, interval: float = 60.0, iterations: int | None = None) -> None:
+    """Run :func:`run_due` every ``interval`` seconds (forever, or ``iterations`` times)."""
+    done = 0
+    while iterations is None or done < iterations:
+        for r in run_due(settings):
+            log.info("%s %s..%s: %s", r.policy, r.window_start, r.window_end, r.message)
+        done += 1
+        if iterations is None or done < iterations:
+            time.sleep(interval)
