@@ -27,6 +27,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -53,6 +54,7 @@ class Target:
     text: str
     ratio: float | None = None  # reference / ours at least this
     seconds: float | None = None  # ours at most this
+    memory_mb: float | None = None  # peak memory at most this (when the row reports it)
     not_words: tuple[str, ...] = ()  # none of these may occur
 
     def matches(self, name: str) -> bool:
@@ -65,7 +67,7 @@ TARGETS: tuple[Target, ...] = (
     Target(("dawid",), "≥ 30× crowd-kit", ratio=30.0, not_words=("one-coin", "one coin")),
     Target(("bootstrap",), "< 10 s", seconds=10.0),
     Target(("alpha", "nominal"), "≥ 5× krippendorff", ratio=5.0),
-    Target(("alpha", "interval"), "< 2 s, < 1 GB", seconds=2.0),
+    Target(("alpha", "interval"), "< 2 s, < 1 GB", seconds=2.0, memory_mb=1024.0),
     Target(("kappa", "pairwise"), "≥ 50× sklearn loop", ratio=50.0),
     Target(("kappa", "matrix"), "≥ 50× sklearn loop", ratio=50.0),
     Target(("confident",), "≥ 2× cleanlab", ratio=2.0),
@@ -92,7 +94,22 @@ def target_for(row: dict[str, Any]) -> tuple[str, bool | None]:
         met = ratio is not None and ratio >= t.ratio
     if t.seconds is not None:
         met = met and _finite(ours) and float(ours) < t.seconds
+    if t.memory_mb is not None:
+        mem = memory_mb(row)
+        met = met and (mem is None or mem < t.memory_mb)  # unknown memory: judged on time only
     return t.text, met
+
+
+def memory_mb(row: dict[str, Any]) -> float | None:
+    """Peak memory in MB: a ``memory_mb`` key, else "process peak N MB" or "memory +N MB" in the notes."""
+    if _finite(row.get("memory_mb")):
+        return float(row["memory_mb"])
+    notes = str(row.get("notes") or "")
+    for pattern in (r"process peak (\d+(?:\.\d+)?) MB", r"memory \+?(\d+(?:\.\d+)?) MB"):
+        found = re.search(pattern, notes)
+        if found:
+            return float(found.group(1))
+    return None
 
 
 def _finite(x: Any) -> bool:

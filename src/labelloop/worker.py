@@ -36,7 +36,9 @@ class JobResult:
     message: str
 
 
-def run_due(settings: Settings, *, now: datetime | None = None, actor: Actor | None = None) -> list[JobResult]:
+def run_due(
+    settings: Settings, *, now: datetime | None = None, actor: Actor | None = None
+) -> list[JobResult]:
     """Open every due window of every active scheduled policy; returns what happened."""
     now = now or utcnow()
     actor = actor or Actor.local("worker")
@@ -46,7 +48,9 @@ def run_due(settings: Settings, *, now: datetime | None = None, actor: Actor | N
     try:
         with session_scope(factory) as session:
             policy_ids = session.scalars(
-                select(AuditPolicy.id).where(AuditPolicy.active.is_(True), AuditPolicy.cadence != "manual")
+                select(AuditPolicy.id).where(
+                    AuditPolicy.active.is_(True), AuditPolicy.cadence != "manual"
+                )
             ).all()
         for policy_id in policy_ids:
             with session_scope(factory) as session:
@@ -61,13 +65,20 @@ def run_due(settings: Settings, *, now: datetime | None = None, actor: Actor | N
     return results
 
 
-def _open_one(factory, actor: Actor, policy_id: int, name: str, start: datetime, end: datetime) -> JobResult:  # type: ignore[no-untyped-def]
+def _open_one(
+    factory, actor: Actor, policy_id: int, name: str, start: datetime, end: datetime
+) -> JobResult:  # type: ignore[no-untyped-def]
     try:
         with session_scope(factory) as session:
             policy = session.get(AuditPolicy, policy_id)
             assert policy is not None
             res = audits.open_run(
-                session, actor=actor, policy=policy, window_start=start, window_end=end, allow_empty=True
+                session,
+                actor=actor,
+                policy=policy,
+                window_start=start,
+                window_end=end,
+                allow_empty=True,
             )
             run_id, created = res.run.id, res.created
         msg = "opened" if created else "already open"

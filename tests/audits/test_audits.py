@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import numpy as np
@@ -14,7 +13,7 @@ from labelloop import trail
 from labelloop.accounts import service as accounts
 from labelloop.accounts.roles import Role
 from labelloop.audits import service as audits
-from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditReview, AuditRun, AuditUnit
+from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditRun, AuditUnit
 from labelloop.audits.render import to_html, to_json, to_markdown
 from labelloop.audits.schemas import PolicySpec, ReviewInput
 from labelloop.demo import audits as demo_audits
@@ -27,9 +26,16 @@ REVIEWERS = ["demo.auditor", "demo.adjudicator"]
 
 
 def _policy(demo: Demo, name: str = "weekly", **spec: object) -> AuditPolicy:
-    base: dict[str, object] = {"cadence": "0 6 * * MON", "strata": ["annotator"], "sample_size": 60, "reviewers": REVIEWERS}
+    base: dict[str, object] = {
+        "cadence": "0 6 * * MON",
+        "strata": ["annotator"],
+        "sample_size": 60,
+        "reviewers": REVIEWERS,
+    }
     base.update(spec)
-    return audits.create_policy(demo.session, actor=OPERATOR, project=demo.project, name=name, spec=audits.parse_spec(base))
+    return audits.create_policy(
+        demo.session, actor=OPERATOR, project=demo.project, name=name, spec=audits.parse_spec(base)
+    )
 
 
 def _window(demo: Demo, week: int = 0):
@@ -49,7 +55,15 @@ def _window(demo: Demo, week: int = 0):
         ({"error_categories": []}, "taxonomy"),
         ({"surprise": 1}, "surprise"),
     ],
-    ids=["cron-range", "cron-words", "stratum", "risk-weights", "sample-size", "taxonomy", "unknown-key"],
+    ids=[
+        "cron-range",
+        "cron-words",
+        "stratum",
+        "risk-weights",
+        "sample-size",
+        "taxonomy",
+        "unknown-key",
+    ],
 )
 def test_bad_policies_are_refused_with_the_field(spec: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationFailed, match=message):
@@ -69,7 +83,11 @@ def test_annotator_may_not_manage_policies(demo: Demo) -> None:
     user = accounts.get_user(demo.session, "amira.haddad")
     with pytest.raises(PermissionDenied):
         audits.create_policy(
-            demo.session, actor=Actor.for_user(user.id, user.username), project=demo.project, name="x", spec=PolicySpec()
+            demo.session,
+            actor=Actor.for_user(user.id, user.username),
+            project=demo.project,
+            name="x",
+            spec=PolicySpec(),
         )
 
 
@@ -77,11 +95,15 @@ def test_annotator_may_not_manage_policies(demo: Demo) -> None:
 def test_run_freezes_a_stratified_sample(demo: Demo) -> None:
     policy = _policy(demo)
     start, end = _window(demo)
-    res = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end)
+    res = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    )
     run = res.run
     units = demo.session.scalars(select(AuditUnit).where(AuditUnit.run_id == run.id)).all()
     assert res.created and run.sample_size == len(units) == 60
-    assert {u.stratum for u in units} == {s["stratum"] for s in run.plan["strata"] if s["sample"] > 0}
+    assert {u.stratum for u in units} == {
+        s["stratum"] for s in run.plan["strata"] if s["sample"] > 0
+    }
     # inclusion probability n_h / N_h per stratum
     for s in run.plan["strata"]:
         probs = [u.inclusion_probability for u in units if u.stratum == s["stratum"]]
@@ -89,35 +111,57 @@ def test_run_freezes_a_stratified_sample(demo: Demo) -> None:
     # later edits do not change what was audited
     unit = units[0]
     before = dict(unit.snapshot)
-    demo.session.execute(update(Annotation).where(Annotation.id == unit.annotation_id).values(value="other"))
+    demo.session.execute(
+        update(Annotation).where(Annotation.id == unit.annotation_id).values(value="other")
+    )
     demo.session.expire_all()
     assert demo.session.get(AuditUnit, unit.id).snapshot == before
     # re-opening the same window returns the same run; a duplicate row is impossible
-    again = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end)
+    again = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    )
     assert not again.created and again.run.id == run.id
     with pytest.raises(IntegrityError), demo.session.begin_nested():
         demo.session.add(
-            AuditRun(policy_id=policy.id, project_id=demo.project.id, window_start=start, window_end=end, seed=1, policy_snapshot={})
+            AuditRun(
+                policy_id=policy.id,
+                project_id=demo.project.id,
+                window_start=start,
+                window_end=end,
+                seed=1,
+                policy_snapshot={},
+            )
         )
         demo.session.flush()
 
 
 def test_same_window_draws_the_same_sample(demo: Demo) -> None:
     start, end = _window(demo)
-    a = audits.open_run(demo.session, actor=OPERATOR, policy=_policy(demo, "a"), window_start=start, window_end=end).run
+    a = audits.open_run(
+        demo.session, actor=OPERATOR, policy=_policy(demo, "a"), window_start=start, window_end=end
+    ).run
     seed_a = audits.run_seed(a.policy_id, start)
     assert a.seed == seed_a
     assert audits.run_seed(a.policy_id, start) == audits.run_seed(a.policy_id, start)
-    assert audits.run_seed(a.policy_id, start) != audits.run_seed(a.policy_id, start + timedelta(days=7))
+    assert audits.run_seed(a.policy_id, start) != audits.run_seed(
+        a.policy_id, start + timedelta(days=7)
+    )
 
 
 def test_assignments_are_balanced_and_never_to_the_annotator(demo: Demo) -> None:
     # maria.lopez is a mentor (may review) and also an annotator in the window
     policy = _policy(demo, reviewers=[*REVIEWERS, "maria.lopez"], double_review_fraction=0.2)
     start, end = _window(demo)
-    run = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end).run
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
     rows = demo.session.execute(
-        select(AuditAssignment.reviewer_id, AuditAssignment.double, AuditUnit.annotator_id, AuditUnit.id)
+        select(
+            AuditAssignment.reviewer_id,
+            AuditAssignment.double,
+            AuditUnit.annotator_id,
+            AuditUnit.id,
+        )
         .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
         .where(AuditAssignment.run_id == run.id)
     ).all()
@@ -137,12 +181,22 @@ def test_pool_of_only_the_audited_annotator_is_refused(demo: Demo) -> None:
     start, end = _window(demo)
     busiest = max(
         (p.username for p in demo.data.annotators),
-        key=lambda name: sum(a.annotator == name and start <= a.submitted_at < end for a in demo.data.annotations),
+        key=lambda name: sum(
+            a.annotator == name and start <= a.submitted_at < end for a in demo.data.annotations
+        ),
     )
-    accounts.grant(demo.session, actor=OPERATOR, username=busiest, project_id=demo.project.id, role=Role.AUDITOR)
+    accounts.grant(
+        demo.session,
+        actor=OPERATOR,
+        username=busiest,
+        project_id=demo.project.id,
+        role=Role.AUDITOR,
+    )
     policy = _policy(demo, reviewers=[busiest], population={"annotators": [busiest]})
     with pytest.raises(ValidationFailed, match="only its annotator"):
-        audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end)
+        audits.open_run(
+            demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+        )
     assert demo.session.scalar(select(func.count()).select_from(AuditRun)) == 0
 
 
@@ -150,11 +204,22 @@ def test_empty_population_and_oversized_sample(demo: Demo) -> None:
     policy = _policy(demo, population={"segments": {"language": ["xx"]}})
     start, end = _window(demo)
     with pytest.raises(ValidationFailed, match="nothing to audit"):
-        audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end)
-    empty = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end, allow_empty=True)
+        audits.open_run(
+            demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+        )
+    empty = audits.open_run(
+        demo.session,
+        actor=OPERATOR,
+        policy=policy,
+        window_start=start,
+        window_end=end,
+        allow_empty=True,
+    )
     assert empty.run.status == "closed" and empty.run.population_size == 0
     big = _policy(demo, "big", sample_size=100_000, strata=[])
-    run = audits.open_run(demo.session, actor=OPERATOR, policy=big, window_start=start, window_end=end).run
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=big, window_start=start, window_end=end
+    ).run
     assert run.sample_size == run.population_size
     assert any("exceeds the population" in n for n in run.plan["notes"])
 
@@ -162,10 +227,16 @@ def test_empty_population_and_oversized_sample(demo: Demo) -> None:
 def test_target_half_width_sets_the_sample_size(demo: Demo) -> None:
     from labelloop.stats.sampling import sample_size_for_proportion
 
-    policy = _policy(demo, sample_size=None, target_half_width=0.05, expected_error_rate=0.1, strata=[])
+    policy = _policy(
+        demo, sample_size=None, target_half_width=0.05, expected_error_rate=0.1, strata=[]
+    )
     start, end = _window(demo)
-    run = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end).run
-    expected = sample_size_for_proportion(0.05, expected_rate=0.1, confidence=0.95, population_size=run.population_size)
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
+    expected = sample_size_for_proportion(
+        0.05, expected_rate=0.1, confidence=0.95, population_size=run.population_size
+    )
     assert run.sample_size == min(expected, run.population_size)
 
 
@@ -179,33 +250,47 @@ def test_crash_while_opening_leaves_nothing(demo: Demo, monkeypatch: pytest.Monk
     monkeypatch.setattr(audits, "_assign", boom)
     nested = demo.session.begin_nested()
     with pytest.raises(RuntimeError):
-        audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end)
+        audits.open_run(
+            demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+        )
     nested.rollback()
     assert demo.session.scalar(select(func.count()).select_from(AuditUnit)) == 0
     monkeypatch.undo()
-    run = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end).run
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
     assert run.sample_size == 60
 
 
 # ------------------------------------------------------------------------------ reviews
 def _reviewed_run(demo: Demo, week: int = 0, **spec: object) -> AuditRun:
-    policy = demo.session.scalar(select(AuditPolicy).where(AuditPolicy.name == "weekly")) or _policy(demo, **spec)
+    policy = demo.session.scalar(
+        select(AuditPolicy).where(AuditPolicy.name == "weekly")
+    ) or _policy(demo, **spec)
     start, end = _window(demo, week)
-    run = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end).run
-    demo_audits._review(demo.session, actor=OPERATOR, run=run, data=demo.data, rng=np.random.default_rng(week))
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
+    demo_audits._review(
+        demo.session, actor=OPERATOR, run=run, data=demo.data, rng=np.random.default_rng(week)
+    )
     return audits.close_run(demo.session, actor=OPERATOR, run=run)
 
 
 def test_blind_review_queue_hides_label_and_annotator(demo: Demo) -> None:
     policy = _policy(demo)
     start, end = _window(demo)
-    run = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end).run
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
     queue = audits.review_queue(demo.session, actor=OPERATOR, run=run)
     assert queue and all(e.label is None and e.annotator is None for e in queue)
     reviewer = accounts.get_user(demo.session, "demo.auditor")
     from labelloop.accounts.actor import Actor
 
-    mine = audits.review_queue(demo.session, actor=Actor.for_user(reviewer.id, reviewer.username), run=run)
+    mine = audits.review_queue(
+        demo.session, actor=Actor.for_user(reviewer.id, reviewer.username), run=run
+    )
     assert mine and len(mine) < len(queue)
     # a reviewer cannot answer someone else's assignment
     other = next(e for e in queue if e.assignment_id not in {m.assignment_id for m in mine})
@@ -221,24 +306,52 @@ def test_blind_review_queue_hides_label_and_annotator(demo: Demo) -> None:
 def test_review_derives_verdict_and_checks_inputs(demo: Demo) -> None:
     policy = _policy(demo)
     start, end = _window(demo)
-    run = audits.open_run(demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end).run
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
     a_id, snapshot = demo.session.execute(
-        select(AuditAssignment.id, AuditUnit.snapshot).join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id).where(AuditAssignment.run_id == run.id).limit(1)
+        select(AuditAssignment.id, AuditUnit.snapshot)
+        .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
+        .where(AuditAssignment.run_id == run.id)
+        .limit(1)
     ).one()
     with pytest.raises(ValidationFailed, match="unknown error category"):
         audits.record_review(
-            demo.session, actor=OPERATOR, assignment_id=a_id,
-            review=ReviewInput(verdict="incorrect", corrected_value="refund", error_category="typo", severity="low"),
+            demo.session,
+            actor=OPERATOR,
+            assignment_id=a_id,
+            review=ReviewInput(
+                verdict="incorrect", corrected_value="refund", error_category="typo", severity="low"
+            ),
         )
     with pytest.raises(ValidationFailed, match="not valid"):
         audits.record_review(
-            demo.session, actor=OPERATOR, assignment_id=a_id,
-            review=ReviewInput(verdict="incorrect", corrected_value="no-such-label", error_category="attention slip", severity="low"),
+            demo.session,
+            actor=OPERATOR,
+            assignment_id=a_id,
+            review=ReviewInput(
+                verdict="incorrect",
+                corrected_value="no-such-label",
+                error_category="attention slip",
+                severity="low",
+            ),
         )
-    row = audits.record_review(demo.session, actor=OPERATOR, assignment_id=a_id, review=ReviewInput(verdict="incorrect", corrected_value=snapshot["value"], error_category="attention slip", severity="low"))
+    row = audits.record_review(
+        demo.session,
+        actor=OPERATOR,
+        assignment_id=a_id,
+        review=ReviewInput(
+            verdict="incorrect",
+            corrected_value=snapshot["value"],
+            error_category="attention slip",
+            severity="low",
+        ),
+    )
     assert row.verdict == "correct"  # blind: the reviewer's label equals the audited one
     with pytest.raises(Conflict):
-        audits.record_review(demo.session, actor=OPERATOR, assignment_id=a_id, review=ReviewInput(verdict="unsure"))
+        audits.record_review(
+            demo.session, actor=OPERATOR, assignment_id=a_id, review=ReviewInput(verdict="unsure")
+        )
     with pytest.raises(Conflict, match="outstanding"):
         audits.close_run(demo.session, actor=OPERATOR, run=run)
     assert trail.service.query(demo.session, action="audit_review.create")
@@ -261,10 +374,17 @@ def test_report_has_every_section_with_intervals(demo: Demo) -> None:
     assert rep["error_categories"] and rep["confusions"]
     assert {"median", "p90"} <= set(rep["turnaround"]["hours_to_verdict"])
     assert rep["edge_cases"]["population_share"] > 0
-    assert [r["priority"] for r in rep["recommendations"]] == list(range(1, len(rep["recommendations"]) + 1))
+    assert [r["priority"] for r in rep["recommendations"]] == list(
+        range(1, len(rep["recommendations"]) + 1)
+    )
     md, page, js = to_markdown(rep), to_html(rep), to_json(rep)
     assert "Population error rate" in md and "| stratum |" in md
-    assert "<svg" in page and "http://" not in page and "https://" not in page and "<script" not in page
+    assert (
+        "<svg" in page
+        and "http://" not in page
+        and "https://" not in page
+        and "<script" not in page
+    )
     assert to_json(rep) == js  # stable
 
 

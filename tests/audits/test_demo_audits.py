@@ -23,7 +23,9 @@ def test_patterns_name_the_planted_annotators_and_nobody_else(session, backend: 
     assert len(cycles) == 3
     from labelloop.audits.models import AuditRun
 
-    planted = {p.username: p.kind for p in data.annotators if p.kind in ("confuser", "speeder", "fatigued")}
+    planted = {
+        p.username: p.kind for p in data.annotators if p.kind in ("confuser", "speeder", "fatigued")
+    }
     flagged: dict[str, set[str]] = {}
     for cycle in cycles:
         run = session.get(AuditRun, cycle.run_id)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from labelloop import worker
 from labelloop.audits import service as audits
-from labelloop.audits.models import AuditPolicy, AuditRun, AuditUnit
+from labelloop.audits.models import AuditRun, AuditUnit
 from labelloop.demo.builder import build_demo
 from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory, session_scope
@@ -27,9 +27,16 @@ def test_two_workers_open_each_window_once(fresh_database_url: str) -> None:
 
         project = get_project(session, summary.project)
         spec = audits.parse_spec(
-            {"cadence": "0 6 * * MON", "strata": ["annotator"], "sample_size": 60, "reviewers": ["demo.auditor", "demo.adjudicator"]}
+            {
+                "cadence": "0 6 * * MON",
+                "strata": ["annotator"],
+                "sample_size": 60,
+                "reviewers": ["demo.auditor", "demo.adjudicator"],
+            }
         )
-        policy = audits.create_policy(session, actor=OPERATOR, project=project, name="weekly", spec=spec)
+        policy = audits.create_policy(
+            session, actor=OPERATOR, project=project, name="weekly", spec=spec
+        )
         first = session.scalar(select(func.min(AuditRun.id)))  # none yet
         assert first is None
         from labelloop.projects.models import Annotation
@@ -57,7 +64,11 @@ def test_two_workers_open_each_window_once(fresh_database_url: str) -> None:
         runs = session.scalars(select(AuditRun).order_by(AuditRun.window_start)).all()
         assert len(runs) == 3
         assert len({r.window_start for r in runs}) == 3
-        per_run = dict(session.execute(select(AuditUnit.run_id, func.count()).group_by(AuditUnit.run_id)).tuples().all())
+        per_run = dict(
+            session.execute(select(AuditUnit.run_id, func.count()).group_by(AuditUnit.run_id))
+            .tuples()
+            .all()
+        )
         assert all(per_run.get(r.id, 0) == r.sample_size for r in runs)
     opened = [r for batch in results for r in batch if r.created]
     assert len(opened) == 3

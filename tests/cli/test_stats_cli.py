@@ -449,3 +449,10 @@ def test_majority_seed_breaks_ties_at_random(tmp_path: Path) -> None:
     model = stats.MajorityVote(tie_break="random", random_state=1).fit(r)
     assert [row["label"] for row in seeded["items"]] == model.labels_.tolist()
     assert {row["label"] for row in seeded["items"]} == {"x", "y"}
+
+
+def test_database_url_is_accepted_and_ignored(crowd: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    out = run_json("agreement", crowd / "snow2008_wordsim.standardized.tsv", "--database-url", url)
+    assert out["n_items"] == 30
+    assert not (tmp_path / "never.db").exists()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from collections import Counter
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,7 +25,7 @@ from labelloop.trail.models import Event
 N = 200
 
 
-def _count(session: Session, model: type, project_id: int) -> int:
+def _count(session: Session, model: Any, project_id: int) -> int:
     return int(
         session.scalar(
             select(func.count()).select_from(model).where(model.project_id == project_id)
@@ -102,9 +105,21 @@ def test_rebuild_changes_nothing(session: Session) -> None:
     assert session.scalar(select(func.count()).select_from(Project)) == 1
 
 
-def test_cli_demo(fresh_database_url: str) -> None:
+def test_cli_demo(fresh_database_url: str, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["demo", "--items", str(N), "--database-url", fresh_database_url])
+    reports = tmp_path / "reports"
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--items",
+            str(N),
+            "--reports-dir",
+            str(reports),
+            "--database-url",
+            fresh_database_url,
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = result.output
     assert f"built demo project {PROJECT_NAME}" in out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from labelloop.formats import (
     GoldRecord,
     ItemRecord,
     PredictionRecord,
+    Record,
     SchemaHints,
     SkippedRecord,
     read,
@@ -74,6 +75,44 @@ def summarize_file(path: Path, **kwargs: Any) -> Summary:
         else:
             out.issues.append(record)
     return out
+
+
+def comparable(records: Sequence[Record | FormatIssue]) -> list[tuple[object, ...]]:
+    """Records reduced to comparable tuples, sorted (for round-trip tests)."""
+    out: list[tuple[object, ...]] = []
+    for r in records:
+        if isinstance(r, AnnotationRecord):
+            out.append(
+                (
+                    "a",
+                    r.item_external_id,
+                    r.annotator,
+                    r.external_id,
+                    r.value,
+                    r.task_type,
+                    r.attributes,
+                    r.started_at,
+                    r.submitted_at,
+                    r.active_seconds,
+                )
+            )
+        elif isinstance(r, GoldRecord):
+            out.append(("g", r.item_external_id, r.value, r.task_type, r.rationale, r.source))
+        elif isinstance(r, PredictionRecord):
+            out.append(
+                (
+                    "p",
+                    r.item_external_id,
+                    r.model_name,
+                    r.model_version,
+                    r.value,
+                    r.task_type,
+                    r.score,
+                )
+            )
+        elif isinstance(r, ItemRecord):
+            out.append(("i", r.external_id, r.payload, r.metadata, r.segments, r.tags))
+    return sorted(out, key=repr)
 
 
 @pytest.fixture

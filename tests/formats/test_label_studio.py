@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labelloop.formats import (
     AnnotationRecord,
-    FormatIssue,
     GoldRecord,
     ItemRecord,
     PredictionRecord,
@@ -20,7 +22,7 @@ from labelloop.formats import (
 )
 from labelloop.formats.records import Record
 
-from .conftest import Summary
+from .conftest import Summary, comparable
 
 # file: (items, annotators, annotations, gold, predictions, skipped), counted by hand
 LS_COUNTS = {
@@ -145,7 +147,7 @@ def test_rectangles_are_boxes_in_percent(
     assert first == [
         {
             "shape": "box",
-            "points": [80.62, 24.26, 80.62 + 3.12, 24.26 + 3.6],
+            "points": [80.62, 24.26, 83.74, 27.86],
             "frame": 0,
             "label": "Car",
         }
@@ -313,15 +315,15 @@ def test_duplicate_task_and_annotation_ids(
     ann = {"id": 7, "result": [{"type": "choices", "from_name": "c", "value": {"choices": ["x"]}}]}
     tasks = [
         {"id": 1, "data": {"t": "a"}, "annotations": [ann]},
-        {"id": 2, "data": {"t": "b"}, "annotations": [ann]},
+        {"id": 2, "data": {"t": "b"}, "annotations": [ann, ann]},
         {"id": 1, "data": {"t": "c"}},
     ]
     out = summarize(_write(tmp_path, "dup.json", tasks))
     assert [(i.location.record, i.location.field, i.reason) for i in out.errors] == [
         (
             1,
-            "annotations[0].id",
-            "duplicate annotation id '7': also at record 0, field annotations[0]",
+            "annotations[1].id",
+            "duplicate annotation id '7': also at record 1, field annotations[0]",
         ),
         (2, "id", "duplicate task id '1': also at record 0"),
     ]
@@ -356,50 +358,13 @@ def test_bad_timestamp_and_lead_time(tmp_path: Path, summarize: Callable[..., Su
     assert out.annotations == []
 
 
-def _comparable(records: Sequence[Record | FormatIssue]) -> list[tuple[object, ...]]:
-    out: list[tuple[object, ...]] = []
-    for r in records:
-        if isinstance(r, AnnotationRecord):
-            out.append(
-                (
-                    "a",
-                    r.item_external_id,
-                    r.annotator,
-                    r.external_id,
-                    r.value,
-                    r.task_type,
-                    r.attributes,
-                    r.started_at,
-                    r.submitted_at,
-                    r.active_seconds,
-                )
-            )
-        elif isinstance(r, GoldRecord):
-            out.append(("g", r.item_external_id, r.value, r.task_type, r.rationale, r.source))
-        elif isinstance(r, PredictionRecord):
-            out.append(
-                (
-                    "p",
-                    r.item_external_id,
-                    r.model_name,
-                    r.model_version,
-                    r.value,
-                    r.task_type,
-                    r.score,
-                )
-            )
-        elif isinstance(r, ItemRecord):
-            out.append(("i", r.external_id, r.payload, r.metadata, r.segments, r.tags))
-    return sorted(out, key=repr)
-
-
 @pytest.mark.parametrize("name", sorted(LS_COUNTS))
 def test_round_trip(shared_fixtures: Path, tmp_path: Path, name: str) -> None:
     first = [r for r in read(shared_fixtures / "label_studio" / name)]
     out = tmp_path / "export.json"
     write_label_studio(first, out)
     again = list(read(out))
-    assert _comparable(again) == _comparable(first)
+    assert comparable(again) == comparable(first)
     # exporting the re-import gives the identical file
     out2 = tmp_path / "export2.json"
     write_label_studio(again, out2)
@@ -425,7 +390,7 @@ def test_round_trip_of_gold_only_segments_and_rows(tmp_path: Path) -> None:
     ]
     path = tmp_path / "g.json"
     write_label_studio(records, path)
-    assert _comparable(list(read(path))) == _comparable(records)
+    assert comparable(list(read(path))) == comparable(records)
     rows = [
         {
             "item_id": "r1",
@@ -448,3 +413,25 @@ def test_round_trip_of_gold_only_segments_and_rows(tmp_path: Path) -> None:
     assert got[0] == ItemRecord(
         "r1", {"text": "one"}, segments={"lang": "de"}, location=got[0].location
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    x1=st.floats(-1e4, 1e5, allow_nan=False),
+    y1=st.floats(-1e4, 1e5, allow_nan=False),
+    dx=st.floats(0, 1e5, allow_nan=False),
+    dy=st.floats(0, 1e5, allow_nan=False),
+)
+def test_box_corners_survive_the_round_trip(x1: float, y1: float, dx: float, dy: float) -> None:
+    """Boxes are written as x/y/width/height; corners (10 decimals) come back exactly."""
+    points = [x1, y1, round(x1 + dx, 10), round(y1 + dy, 10)]
+    region = {"label": "car", "shape": "box", "points": points, "frame": 0}
+    records: list[Record] = [
+        ItemRecord("1", {}),
+        AnnotationRecord("1", "a", [region], "spans", external_id="9"),
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "b.json"
+        write_label_studio(records, path)
+        (again,) = [r for r in read(path) if isinstance(r, AnnotationRecord)]
+    assert again.value == [region]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,8 +12,7 @@ import pytest
 
 from labelloop.formats import FormatIssue, detect, read, write_label_studio
 
-from .conftest import Summary
-from .test_label_studio import _comparable
+from .conftest import Summary, comparable
 
 # folder/file: (items, annotators, annotations, gold, predictions, skipped), counted by hand
 COUNTS = {
@@ -364,4 +364,25 @@ def test_export_to_label_studio_and_back(shared_fixtures: Path, tmp_path: Path, 
     write_label_studio(first, out)
     again = list(read(out))
     assert [i for i in again if isinstance(i, FormatIssue)] == []
-    assert _comparable(again) == _comparable(first)
+    assert comparable(again) == comparable(first)
+
+
+@pytest.mark.slow
+def test_cvat_streams_with_flat_memory(tmp_path: Path) -> None:
+    path = tmp_path / "big.xml"
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("<annotations><version>1.1</version><meta><task><id>1</id></task></meta>\n")
+        fh.writelines(
+            f'<image id="{i}" name="i{i}.jpg"><box label="car" xtl="1" ytl="2" xbr="3" ybr="4">'
+            '<attribute name="colour">red</attribute></box></image>\n'
+            for i in range(5000)
+        )
+        fh.write("</annotations>\n")
+    tracemalloc.start()
+    try:
+        kinds = [type(r).__name__ for r in read(path)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kinds.count("ItemRecord") == 5000 and kinds.count("AnnotationRecord") == 5000
+    assert peak < 10 * 1024 * 1024

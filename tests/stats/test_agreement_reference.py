@@ -238,3 +238,40 @@ def test_icc_equals_pingouin(shape: tuple[int, int]) -> None:
         assert ours[form].ci is not None
         # pingouin rounds its CI95 to two decimals
         np.testing.assert_allclose(ours[form].ci, ref.loc[pg_name, "CI95"], atol=0.005 + 1e-9)
+
+
+# ------------------------------------------------------------ the references' traps
+def test_sklearn_trap_unused_middle_category() -> None:
+    """sklearn without labels= treats 2 and 4 as neighbours when nobody used 3."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(12)
+    vals = np.array([1, 2, 4])
+    a = vals[rng.integers(0, 3, 80)]
+    b = np.where(rng.random(80) < 0.6, a, vals[rng.integers(0, 3, 80)])
+    r = Ratings.from_long(np.r_[np.arange(80), np.arange(80)], np.r_[np.zeros(80), np.ones(80)].astype(int),
+                          np.r_[a, b], categories=[1, 2, 3, 4])
+    ours = cohen_kappa(r, weights="linear").value
+    assert ours == pytest.approx(metrics.cohen_kappa_score(a, b, labels=[1, 2, 3, 4], weights="linear"), abs=TOL)
+    assert abs(ours - metrics.cohen_kappa_score(a, b, weights="linear")) > 1e-3
+
+
+def test_krippendorff_trap_default_level_is_interval() -> None:
+    krippendorff = pytest.importorskip("krippendorff")
+    m = random_matrix(np.random.default_rng(13), 60, 3, 4, 0.1).T
+    r = Ratings.from_matrix(m)  # level defaults to nominal here
+    assert krippendorff_alpha(r).value == pytest.approx(
+        krippendorff.alpha(m, level_of_measurement="nominal"), abs=TOL
+    )
+    assert abs(krippendorff_alpha(r).value - krippendorff.alpha(m)) > 1e-3  # its default: interval
+
+
+def test_statsmodels_trap_refuses_missing() -> None:
+    ir = pytest.importorskip("statsmodels.stats.inter_rater")
+    table = np.array([[2, 1, 0], [0, 3, 0], [1, 1, 0]])  # last item has 2 ratings, not 3
+    with pytest.raises(AssertionError):
+        ir.fleiss_kappa(table)
+    items = [0, 0, 0, 1, 1, 1, 2, 2]
+    anns = [0, 1, 2, 0, 1, 2, 0, 1]
+    labs = ["a", "a", "b", "b", "b", "b", "a", "b"]
+    res = fleiss_kappa(Ratings.from_long(items, anns, labs))
+    assert np.isfinite(res.value) and res.ci is not None and res.se is not None

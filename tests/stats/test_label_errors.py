@@ -94,10 +94,11 @@ def test_flagged_set_equals_cleanlab_random(n: int, k: int, filter_by: str) -> N
 
 @pytest.mark.parametrize("decimals", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
+@pytest.mark.parametrize("filter_by", FILTERS)
 def test_ties_and_float32_break_like_cleanlab(decimals: int, dtype: Any, filter_by: str) -> None:
     labels, p = _noisy(2000, 4, decimals, noise=0.3, sharp=1.0, dtype=dtype, decimals=decimals)
-    _assert_same(labels, p, filter_by=filter_by)
+    for rank_by in ("self_confidence", "normalized_margin"):
+        _assert_same(labels, p, filter_by=filter_by, rank_by=rank_by)
 
 
 @pytest.mark.parametrize("min_examples_per_class", [0, 1, 5, 300])
@@ -185,7 +186,8 @@ def test_property_equals_cleanlab_and_never_flags_argmax(
         np.testing.assert_array_equal(ours.is_issue, ref)
         bumped = p.copy()
         bumped[np.arange(n), labels] += 1e-6
-        assert not (ours.is_issue & (bumped.argmax(axis=1) == labels)).any()
+        if not filter_by.startswith("low_"):  # the low_* variants have no argmax exemption
+            assert not (ours.is_issue & (bumped.argmax(axis=1) == labels)).any()
         assert set(ours.ranked.tolist()) == set(np.flatnonzero(ours.is_issue).tolist())
 
 
@@ -339,3 +341,21 @@ def test_crowdlab_sparse_scale_and_errors() -> None:
         crowdlab(single, np.full((2, 2), 0.5))
     with pytest.raises(ValueError, match="consensus_method"):
         crowdlab(small, np.full((2, 2), 0.5), consensus_method="x")  # type: ignore[arg-type]
+
+
+def test_crowdlab_on_a_subset_ignores_annotators_without_ratings() -> None:
+    ratings, p, _ = _crowd(3)
+    items = ratings.items[ratings.item].tolist()
+    anns = ratings.annotators[ratings.annotator].tolist()
+    labs = ratings.categories[ratings.label].tolist()
+    cats = ratings.categories.tolist()
+    extra = Ratings.from_long([*items, items[0]], [*anns, "zzz"], [*labs, labs[0]], categories=cats)
+    sub = extra.subset(extra.annotator != extra.n_annotators - 1)  # "zzz" keeps its code
+    got = crowdlab(sub, p)
+    expected = crowdlab(ratings, p)
+    assert np.isnan(got.annotator_quality[-1]) and got.annotator_num_labeled[-1] == 0
+    np.testing.assert_allclose(got.annotator_quality[:-1], expected.annotator_quality, atol=1e-12)
+    np.testing.assert_array_equal(got.consensus_label, expected.consensus_label)
+    np.testing.assert_allclose(got.consensus_quality, expected.consensus_quality, atol=1e-12)
+    with pytest.raises(ValueError, match="has no ratings"):
+        crowdlab(ratings.subset(ratings.item != 0), p)

@@ -20,7 +20,9 @@ class AuditPolicy(Base):
     __table_args__ = (UniqueConstraint("project_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     cadence: Mapped[str] = mapped_column(String(100))  # a cron expression, or "manual"
     spec: Mapped[dict[str, Any]] = mapped_column()
@@ -40,8 +42,12 @@ class AuditRun(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    policy_id: Mapped[int] = mapped_column(ForeignKey("audit_policies.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    policy_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_policies.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
     window_start: Mapped[datetime] = mapped_column()
     window_end: Mapped[datetime] = mapped_column()
     status: Mapped[str] = mapped_column(String(10), default="open")
@@ -88,7 +94,9 @@ class AuditAssignment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("audit_runs.id", ondelete="CASCADE"))
-    unit_id: Mapped[int] = mapped_column(ForeignKey("audit_units.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_units.id", ondelete="CASCADE"), index=True
+    )
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     double: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -105,7 +113,9 @@ class AuditReview(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("audit_runs.id", ondelete="CASCADE"), index=True)
-    assignment_id: Mapped[int] = mapped_column(ForeignKey("audit_assignments.id", ondelete="CASCADE"))
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("audit_assignments.id", ondelete="CASCADE")
+    )
     unit_id: Mapped[int] = mapped_column(ForeignKey("audit_units.id", ondelete="CASCADE"))
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     verdict: Mapped[str] = mapped_column(String(10))

@@ -40,30 +40,96 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         (
             "Error rate by stratum",
             ["stratum", "population", "sample", "error rate [CI] (n)"],
-            [[s["stratum"], str(s.get("population", "")), str(s.get("sample", "")), _pct(s["error_rate"])] for s in er.get("by_stratum", [])],
+            [
+                [
+                    s["stratum"],
+                    str(s.get("population", "")),
+                    str(s.get("sample", "")),
+                    _pct(s["error_rate"]),
+                ]
+                for s in er.get("by_stratum", [])
+            ],
         )
     )
-    for title, key in (("Error rate by annotator", "by_annotator"), ("Error rate by label", "by_label")):
-        out.append((title, ["group", "reviewed", "errors", "error rate [CI] (n)"], [[g["group"], str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])] for g in er.get(key, [])]))
+    for title, key in (
+        ("Error rate by annotator", "by_annotator"),
+        ("Error rate by label", "by_label"),
+    ):
+        out.append(
+            (
+                title,
+                ["group", "reviewed", "errors", "error rate [CI] (n)"],
+                [
+                    [g["group"], str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])]
+                    for g in er.get(key, [])
+                ],
+            )
+        )
     for seg, groups in er.get("by_segment", {}).items():
-        out.append((f"Error rate by {seg}", [seg, "reviewed", "errors", "error rate [CI] (n)"], [[g["group"], str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])] for g in groups]))
+        out.append(
+            (
+                f"Error rate by {seg}",
+                [seg, "reviewed", "errors", "error rate [CI] (n)"],
+                [
+                    [g["group"], str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])]
+                    for g in groups
+                ],
+            )
+        )
     out.append(
         (
             "Systemic patterns (Fisher exact, Benjamini–Hochberg q ≤ 0.05)",
             ["dimension", "group", "errors / reviewed", "rate", "rest", "q"],
             [
-                [p["dimension"], p["group"], f"{p['errors']} / {p['reviewed']}", _pct(p["rate"]), _pct(p["rest_rate"]), f"{p['q_value']:.4f}"]
+                [
+                    p["dimension"],
+                    p["group"],
+                    f"{p['errors']} / {p['reviewed']}",
+                    _pct(p["rate"]),
+                    _pct(p["rest_rate"]),
+                    f"{p['q_value']:.4f}",
+                ]
                 for p in rep.get("patterns", [])
             ],
         )
     )
-    out.append(("Error categories", ["category", "count", "share", "severity"], [[c["category"], str(c["count"]), f"{c['share']:.0%}", ", ".join(f"{k} {v}" for k, v in c["severity"].items())] for c in rep.get("error_categories", [])]))
-    out.append(("Label confusions (given → corrected)", ["given", "corrected", "count"], [[c["given"], c["corrected"], str(c["count"])] for c in rep.get("confusions", [])]))
+    out.append(
+        (
+            "Error categories",
+            ["category", "count", "share", "severity"],
+            [
+                [
+                    c["category"],
+                    str(c["count"]),
+                    f"{c['share']:.0%}",
+                    ", ".join(f"{k} {v}" for k, v in c["severity"].items()),
+                ]
+                for c in rep.get("error_categories", [])
+            ],
+        )
+    )
+    out.append(
+        (
+            "Label confusions (given → corrected)",
+            ["given", "corrected", "count"],
+            [[c["given"], c["corrected"], str(c["count"])] for c in rep.get("confusions", [])],
+        )
+    )
     out.append(
         (
             "Recommendations (by impact × feasibility)",
             ["#", "action", "kind", "impact", "feasibility", "evidence"],
-            [[str(r["priority"]), r["action"], r["kind"], str(r["impact"]), str(r["feasibility"]), r["evidence"]] for r in rep.get("recommendations", [])],
+            [
+                [
+                    str(r["priority"]),
+                    r["action"],
+                    r["kind"],
+                    str(r["impact"]),
+                    str(r["feasibility"]),
+                    r["evidence"],
+                ]
+                for r in rep.get("recommendations", [])
+            ],
         )
     )
     return out
@@ -77,11 +143,19 @@ def _headline(rep: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("Population error rate (design-weighted)", _pct(rep["error_rate"]["overall"])),
         ("Krippendorff's alpha among annotators", _num(ag.get("krippendorff_alpha"))),
-        ("Mean pairwise Cohen's kappa", "–" if not ag.get("pairwise_kappa", {}).get("mean") else f"{ag['pairwise_kappa']['mean']:.3f} ({ag['pairwise_kappa']['pairs']} pairs)"),
+        (
+            "Mean pairwise Cohen's kappa",
+            "–"
+            if not ag.get("pairwise_kappa", {}).get("mean")
+            else f"{ag['pairwise_kappa']['mean']:.3f} ({ag['pairwise_kappa']['pairs']} pairs)",
+        ),
         ("Double-review agreement", _pct(ag.get("reviewers", {}).get("percent_agreement"))),
         ("Accuracy against gold", _pct(rep.get("gold", {}).get("accuracy"))),
         ("Dawid–Skene consensus agrees with reviewers", _pct(cons.get("agreement_with_reviewers"))),
-        ("Edge cases: share of population / of audited", f"{edge.get('population_share') or 0:.1%} / {edge.get('share_of_audited') or 0:.1%}"),
+        (
+            "Edge cases: share of population / of audited",
+            f"{edge.get('population_share') or 0:.1%} / {edge.get('share_of_audited') or 0:.1%}",
+        ),
         (
             "Turnaround to first label / to verdict (median, p90 hours)",
             f"{ta.get('hours_to_first_label', {}).get('median')}, {ta.get('hours_to_first_label', {}).get('p90')} / "
@@ -91,7 +165,12 @@ def _headline(rep: dict[str, Any]) -> list[tuple[str, str]]:
     comp = rep.get("comparison")
     if comp and comp.get("error_rate"):
         d = comp["error_rate"]
-        rows.append(("Change in error rate since the previous run", f"{d['delta']:+.1%} (p={d['p_value']:.3f}{', significant' if d['significant'] else ''})"))
+        rows.append(
+            (
+                "Change in error rate since the previous run",
+                f"{d['delta']:+.1%} (p={d['p_value']:.3f}{', significant' if d['significant'] else ''})",
+            )
+        )
     return rows
 
 
@@ -144,19 +223,34 @@ def _bar_chart(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     def x(v: float) -> float:
         return left + span * (v / scale_max)
 
-    parts = [f'<svg role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" width="100%">', f"<title>{html.escape(title)}</title>"]
+    parts = [
+        f'<svg role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" width="100%">',
+        f"<title>{html.escape(title)}</title>",
+    ]
     for i, (label, e) in enumerate(rows):
         y = 20 + i * bar_h
-        parts.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{html.escape(label[:42])}</text>')
-        parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(x(e["value"]) - left, 1):.1f}" height="{bar_h - 6}" fill="#4c78a8"/>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{html.escape(label[:42])}</text>'
+        )
+        parts.append(
+            f'<rect x="{left}" y="{y + 3}" width="{max(x(e["value"]) - left, 1):.1f}" height="{bar_h - 6}" fill="#4c78a8"/>'
+        )
         ci = e.get("ci")
         if ci and ci[0] is not None and ci[1] is not None:
-            parts.append(f'<line x1="{x(ci[0]):.1f}" x2="{x(min(ci[1], scale_max)):.1f}" y1="{y + 9}" y2="{y + 9}" stroke="#1d232b" stroke-width="1.5"/>')
-        parts.append(f'<text x="{x(min((ci or [0, e["value"]])[1] or e["value"], scale_max)) + 4:.1f}" y="{y + 12}">{e["value"]:.1%}</text>')
+            parts.append(
+                f'<line x1="{x(ci[0]):.1f}" x2="{x(min(ci[1], scale_max)):.1f}" y1="{y + 9}" y2="{y + 9}" stroke="#1d232b" stroke-width="1.5"/>'
+            )
+        parts.append(
+            f'<text x="{x(min((ci or [0, e["value"]])[1] or e["value"], scale_max)) + 4:.1f}" y="{y + 12}">{e["value"]:.1%}</text>'
+        )
     axis_y = 20 + bar_h * len(rows) + 4
-    parts.append(f'<line x1="{left}" x2="{left + span}" y1="{axis_y}" y2="{axis_y}" stroke="#8a94a0"/>')
+    parts.append(
+        f'<line x1="{left}" x2="{left + span}" y1="{axis_y}" y2="{axis_y}" stroke="#8a94a0"/>'
+    )
     for t in (0, scale_max / 2, scale_max):
-        parts.append(f'<text x="{x(t):.1f}" y="{axis_y + 13}" text-anchor="middle" class="muted">{t:.0%}</text>')
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{axis_y + 13}" text-anchor="middle" class="muted">{t:.0%}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -165,7 +259,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     if not rows:
         return '<p class="muted">none</p>'
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -184,9 +280,20 @@ def to_html(rep: dict[str, Any]) -> str:
         out.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in run["notes"]) + "</ul>")
     out.append(_table(["figure", "value"], [[k, v] for k, v in _headline(rep)]))
     out.append("<h2>Error rate by stratum</h2>")
-    out.append(_bar_chart("Error rate by stratum with confidence intervals", [(s["stratum"], s["error_rate"]) for s in er.get("by_stratum", [])]))
-    out.append("<h2>Error rate by annotator</h2>")
-    out.append(_bar_chart("Error rate by annotator with confidence intervals", [(g["group"], g["error_rate"]) for g in er.get("by_annotator", [])]))
+    out.append(
+        _bar_chart(
+            "Error rate by stratum with confidence intervals",
+            [(s["stratum"], s["error_rate"]) for s in er.get("by_stratum", [])],
+        )
+    )
+    if run.get("strata") != ["annotator"]:  # otherwise the chart above shows the same
+        out.append("<h2>Error rate by annotator</h2>")
+        out.append(
+            _bar_chart(
+                "Error rate by annotator with confidence intervals",
+                [(g["group"], g["error_rate"]) for g in er.get("by_annotator", [])],
+            )
+        )
     for title, header, rows in _sections(rep):
         out.append(f"<h2>{html.escape(title)}</h2>")
         out.append(_table(header, rows))

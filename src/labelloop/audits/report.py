@@ -53,7 +53,13 @@ LATE_IN_SESSION = timedelta(minutes=30)
 LONG_SESSION = timedelta(minutes=45)
 N_BOOT = 500
 
-FEASIBILITY = {"clarify guideline": 0.9, "targeted training": 0.8, "tooling fix": 0.6, "workload change": 0.7, "more data": 0.4}
+FEASIBILITY = {
+    "clarify guideline": 0.9,
+    "targeted training": 0.8,
+    "tooling fix": 0.6,
+    "workload change": 0.7,
+    "more data": 0.4,
+}
 CATEGORY_ACTION = {
     "boundary case": "clarify guideline",
     "ambiguous context": "clarify guideline",
@@ -65,13 +71,18 @@ CATEGORY_ACTION = {
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or not math.isfinite(x):  # JSON has no NaN or Infinity
         return None
     return round(float(x), digits)
 
 
 def _estimate_json(est: sampling.Estimate) -> dict[str, Any]:
-    return {"value": _r(est.value), "ci": [_r(est.ci[0]), _r(est.ci[1])], "n": est.n, "n_eff": _r(est.n_eff, 1)}
+    return {
+        "value": _r(est.value),
+        "ci": [_r(est.ci[0]), _r(est.ci[1])],
+        "n": est.n,
+        "n_eff": _r(est.n_eff, 1),
+    }
 
 
 def _wilson(k: int, n: int, confidence: float) -> dict[str, Any]:
@@ -95,7 +106,11 @@ def _quantiles(values: Sequence[float]) -> dict[str, Any]:
     if not values:
         return {"median": None, "p90": None, "n": 0}
     arr = np.asarray(values, dtype=np.float64)
-    return {"median": _r(float(np.median(arr)), 2), "p90": _r(float(np.quantile(arr, 0.9)), 2), "n": len(values)}
+    return {
+        "median": _r(float(np.median(arr)), 2),
+        "p90": _r(float(np.quantile(arr, 0.9)), 2),
+        "n": len(values),
+    }
 
 
 @dataclass
@@ -177,7 +192,10 @@ def _patterns(units: Sequence[_Unit], confidence: float) -> list[dict[str, Any]]
     add("label", [u.given for u in judged])
     seg_keys = sorted({k for u in judged for k in u.segments})
     for key in seg_keys:
-        add(f"segment:{key}", [str(u.segments.get(key)) if key in u.segments else None for u in judged])
+        add(
+            f"segment:{key}",
+            [str(u.segments.get(key)) if key in u.segments else None for u in judged],
+        )
     add("time of day", [_time_of_day(u.hour) if u.hour is not None else None for u in judged])
     add("tag", ["edge-case" if "edge-case" in u.tags else "not edge-case" for u in judged])
     # fatigue: late vs early in long sessions, overall and per annotator (compared with
@@ -188,7 +206,16 @@ def _patterns(units: Sequence[_Unit], confidence: float) -> list[dict[str, Any]]
         n_r, e_r = int((~mask).sum()), int(err[~mask].sum())
         if n_r == 0:
             continue
-        tests.append({"dimension": dimension, "group": key, "errors": e_g, "reviewed": n_g, "rest_errors": e_r, "rest_reviewed": n_r})
+        tests.append(
+            {
+                "dimension": dimension,
+                "group": key,
+                "errors": e_g,
+                "reviewed": n_g,
+                "rest_errors": e_r,
+                "rest_reviewed": n_r,
+            }
+        )
     for annotator in sorted({u.annotator for u in judged}):
         mine = [u for u in judged if u.annotator == annotator and u.late is not None]
         late = [u for u in mine if u.late]
@@ -229,7 +256,10 @@ def _patterns(units: Sequence[_Unit], confidence: float) -> list[dict[str, Any]]
             )
     eligible = [t for t in tests if t["reviewed"] >= MIN_REVIEWED and t["errors"] >= MIN_ERRORS]
     pvals = np.asarray(
-        [_fisher_greater(t["errors"], t["reviewed"], t["rest_errors"], t["rest_reviewed"]) for t in eligible]
+        [
+            _fisher_greater(t["errors"], t["reviewed"], t["rest_errors"], t["rest_reviewed"])
+            for t in eligible
+        ]
     )
     if len(eligible) == 0:
         return []
@@ -254,7 +284,9 @@ def _patterns(units: Sequence[_Unit], confidence: float) -> list[dict[str, Any]]
     return found
 
 
-def _domain(units: Sequence[_Unit], key: Any, plan_design: str, confidence: float) -> list[dict[str, Any]]:
+def _domain(
+    units: Sequence[_Unit], key: Any, plan_design: str, confidence: float
+) -> list[dict[str, Any]]:
     judged = [u for u in units if u.verdict in ("correct", "incorrect")]
     buckets: dict[str, list[_Unit]] = defaultdict(list)
     for u in judged:
@@ -271,7 +303,14 @@ def _domain(units: Sequence[_Unit], key: Any, plan_design: str, confidence: floa
             stratum=np.asarray([u.stratum for u in us], dtype=object),
             confidence=confidence,
         )
-        out.append({"group": k, "reviewed": len(us), "errors": sum(u.verdict == "incorrect" for u in us), "error_rate": _estimate_json(est)})
+        out.append(
+            {
+                "group": k,
+                "reviewed": len(us),
+                "errors": sum(u.verdict == "incorrect" for u in us),
+                "error_rate": _estimate_json(est),
+            }
+        )
     return out
 
 
@@ -287,7 +326,9 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
-def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None = None) -> dict[str, Any]:
+def compute_report(
+    session: Session, run: AuditRun, *, previous: AuditRun | None = None
+) -> dict[str, Any]:
     """Build the report document of ``run`` (the caller stores it on the run)."""
     project = session.get(Project, run.project_id)
     assert project is not None
@@ -296,7 +337,9 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
     names = dict(session.execute(select(User.id, User.username)).tuples().all())
 
     units: dict[int, _Unit] = {}
-    for u in session.scalars(select(AuditUnit).where(AuditUnit.run_id == run.id).order_by(AuditUnit.id)):
+    for u in session.scalars(
+        select(AuditUnit).where(AuditUnit.run_id == run.id).order_by(AuditUnit.id)
+    ):
         snap = u.snapshot
         units[u.id] = _Unit(
             id=u.id,
@@ -310,16 +353,24 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
             segments=snap.get("segments") or {},
             tags=snap.get("tags") or [],
         )
-    reviews = session.execute(
-        select(AuditReview, AuditAssignment.double)
-        .join(AuditAssignment, AuditAssignment.id == AuditReview.assignment_id)
-        .where(AuditReview.run_id == run.id)
-        .order_by(AuditReview.id)
-    ).tuples().all()
+    reviews = (
+        session.execute(
+            select(AuditReview, AuditAssignment.double)
+            .join(AuditAssignment, AuditAssignment.id == AuditReview.assignment_id)
+            .where(AuditReview.run_id == run.id)
+            .order_by(AuditReview.id)
+        )
+        .tuples()
+        .all()
+    )
     doubles: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for rev, double in reviews:
         unit = units[rev.unit_id]
-        truth = label_key(rev.corrected_value) if rev.verdict == "incorrect" else (unit.given if rev.verdict == "correct" else None)
+        truth = (
+            label_key(rev.corrected_value)
+            if rev.verdict == "incorrect"
+            else (unit.given if rev.verdict == "correct" else None)
+        )
         if truth is not None:
             doubles[unit.id].append((names.get(rev.reviewer_id, str(rev.reviewer_id)), truth))
         if double:
@@ -361,6 +412,7 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
             "seed": run.seed,
             "confidence": confidence,
             "blind": spec.blind,
+            "strata": spec.strata,
             "notes": run.plan.get("notes", []),
         },
         "reviews": {
@@ -388,7 +440,12 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
         for stratum, sub in sorted(est.by_stratum.items(), key=lambda kv: str(kv[0])):
             info = plan_sizes.get(str(stratum), {})
             by_stratum.append(
-                {"stratum": str(stratum), "population": info.get("population"), "sample": info.get("sample"), "error_rate": _estimate_json(sub)}
+                {
+                    "stratum": str(stratum),
+                    "population": info.get("population"),
+                    "sample": info.get("sample"),
+                    "error_rate": _estimate_json(sub),
+                }
             )
         report["error_rate"] = {
             "overall": _estimate_json(est),
@@ -402,7 +459,13 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
             },
         }
     else:
-        report["error_rate"] = {"overall": {"value": None, "ci": None, "n": 0}, "by_stratum": [], "by_label": [], "by_annotator": [], "by_segment": {}}
+        report["error_rate"] = {
+            "overall": {"value": None, "ci": None, "n": 0},
+            "by_stratum": [],
+            "by_label": [],
+            "by_annotator": [],
+            "by_segment": {},
+        }
 
     # ---- agreement among annotators, and between double reviewers
     agreement: dict[str, Any] = {}
@@ -413,10 +476,14 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
         from labelloop.stats import _alpha, _kappa
 
         ratings = Ratings.from_long(
-            [r.item_id for r in pairable], [names.get(r.annotator_id, str(r.annotator_id)) for r in pairable], [label_key(r.value) for r in pairable]
+            [r.item_id for r in pairable],
+            [names.get(r.annotator_id, str(r.annotator_id)) for r in pairable],
+            [label_key(r.value) for r in pairable],
         )
         try:
-            alpha = _alpha.krippendorff_alpha(ratings, level="nominal", n_boot=N_BOOT, seed=run.seed)
+            alpha = _alpha.krippendorff_alpha(
+                ratings, level="nominal", n_boot=N_BOOT, seed=run.seed
+            )
             agreement["krippendorff_alpha"] = _agreement_json(alpha)
         except ValueError as exc:
             agreement["krippendorff_alpha"] = {"value": None, "reason": str(exc)}
@@ -427,9 +494,20 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
             for i in range(len(ann)):
                 for j in range(i + 1, len(ann)):
                     if pw.n_overlap[i, j] >= 10 and not math.isnan(pw.kappa[i, j]):
-                        pairs.append({"a": str(ann[i]), "b": str(ann[j]), "kappa": _r(float(pw.kappa[i, j])), "n_overlap": int(pw.n_overlap[i, j])})
+                        pairs.append(
+                            {
+                                "a": str(ann[i]),
+                                "b": str(ann[j]),
+                                "kappa": _r(float(pw.kappa[i, j])),
+                                "n_overlap": int(pw.n_overlap[i, j]),
+                            }
+                        )
             vals = [p["kappa"] for p in pairs if p["kappa"] is not None]
-            agreement["pairwise_kappa"] = {"mean": _r(statistics.fmean(vals)) if vals else None, "pairs": len(pairs), "lowest": sorted(pairs, key=lambda p: p["kappa"])[:5]}
+            agreement["pairwise_kappa"] = {
+                "mean": _r(statistics.fmean(vals)) if vals else None,
+                "pairs": len(pairs),
+                "lowest": sorted(pairs, key=lambda p: p["kappa"])[:5],
+            }
         except ValueError as exc:
             agreement["pairwise_kappa"] = {"mean": None, "reason": str(exc)}
     double_rows = [(uid, who, lab) for uid, v in doubles.items() if len(v) >= 2 for who, lab in v]
@@ -440,8 +518,14 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
         try:
             from labelloop.stats import _alpha
 
-            rr = Ratings.from_long([d[0] for d in double_rows], [d[1] for d in double_rows], [d[2] for d in double_rows])
-            agreement["reviewers"]["krippendorff_alpha"] = _agreement_json(_alpha.krippendorff_alpha(rr, level="nominal"))
+            rr = Ratings.from_long(
+                [d[0] for d in double_rows],
+                [d[1] for d in double_rows],
+                [d[2] for d in double_rows],
+            )
+            agreement["reviewers"]["krippendorff_alpha"] = _agreement_json(
+                _alpha.krippendorff_alpha(rr, level="nominal")
+            )
         except ValueError as exc:
             agreement["reviewers"]["krippendorff_alpha"] = {"value": None, "reason": str(exc)}
     report["agreement"] = agreement
@@ -451,11 +535,15 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
     gold: dict[int, str] = {}
     for start in range(0, len(item_ids), 5000):
         chunk = item_ids[start : start + 5000]
-        for iid, value in session.execute(select(GoldLabel.item_id, GoldLabel.value).where(GoldLabel.item_id.in_(chunk))):
+        for iid, value in session.execute(
+            select(GoldLabel.item_id, GoldLabel.value).where(GoldLabel.item_id.in_(chunk))
+        ):
             gold[iid] = label_key(value)
     on_gold = [r for r in population if r.item_id in gold]
     report["gold"] = {
-        "accuracy": _wilson(sum(label_key(r.value) == gold[r.item_id] for r in on_gold), len(on_gold), confidence),
+        "accuracy": _wilson(
+            sum(label_key(r.value) == gold[r.item_id] for r in on_gold), len(on_gold), confidence
+        ),
         "items": len({r.item_id for r in on_gold}),
     }
     consensus: dict[str, Any] = {"method": "dawid-skene"}
@@ -463,9 +551,14 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
         from labelloop.stats.inference import DawidSkene
 
         ds = DawidSkene(max_iter=100).fit(ratings)
-        item_label = {int(i): str(lab) for i, lab in zip(ratings.items.tolist(), ds.labels_.tolist(), strict=True)}
+        item_label = {
+            int(i): str(lab)
+            for i, lab in zip(ratings.items.tolist(), ds.labels_.tolist(), strict=True)
+        }
         compared = [u for u in judged if u.truth is not None and u.item_id in item_label]
-        consensus["agreement_with_reviewers"] = _wilson(sum(item_label[u.item_id] == u.truth for u in compared), len(compared), confidence)
+        consensus["agreement_with_reviewers"] = _wilson(
+            sum(item_label[u.item_id] == u.truth for u in compared), len(compared), confidence
+        )
         consensus["iterations"] = int(ds.n_iter_)
     report["consensus"] = consensus
 
@@ -476,10 +569,13 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
     for u in wrong:
         sev_by_cat[u.category or "unclassified"][u.severity or "medium"] += 1
     report["error_categories"] = [
-        {"category": c, "count": n, "share": _r(n / len(wrong)), "severity": dict(sev_by_cat[c])} for c, n in cats.most_common()
+        {"category": c, "count": n, "share": _r(n / len(wrong)), "severity": dict(sev_by_cat[c])}
+        for c, n in cats.most_common()
     ]
     conf = Counter((u.given, u.truth) for u in wrong if u.truth is not None)
-    report["confusions"] = [{"given": g, "corrected": t, "count": n} for (g, t), n in conf.most_common(20)]
+    report["confusions"] = [
+        {"given": g, "corrected": t, "count": n} for (g, t), n in conf.most_common(20)
+    ]
     rules = Counter(u.rule_ref for u in wrong if u.rule_ref)
     report["rules"] = [{"rule": r, "count": n} for r, n in rules.most_common(20)]
 
@@ -489,7 +585,9 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
     # ---- edge cases
     created: dict[int, datetime] = {}
     item_rows = []
-    for i in session.execute(select(Item.id, Item.tags, Item.created_at, Item.meta).where(Item.project_id == project.id)):
+    for i in session.execute(
+        select(Item.id, Item.tags, Item.created_at, Item.meta).where(Item.project_id == project.id)
+    ):
         # the source tool's creation time (metadata) when the item was imported
         created[i.id] = _parse_time((i.meta or {}).get("created_at")) or i.created_at
         if created[i.id] < run.window_end:
@@ -499,15 +597,23 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
     audited_items = {u.item_id for u in all_units}
     report["edge_cases"] = {
         "population_share": _r(len(edge_items) / len(item_rows)) if item_rows else None,
-        "labelled_in_window": _wilson(len(edge_items & labelled_items), len(edge_items), confidence) if edge_items else None,
-        "share_of_labelled": _r(len(edge_items & labelled_items) / len(labelled_items)) if labelled_items else None,
-        "share_of_audited": _r(len(edge_items & audited_items) / len(audited_items)) if audited_items else None,
+        "labelled_in_window": _wilson(len(edge_items & labelled_items), len(edge_items), confidence)
+        if edge_items
+        else None,
+        "share_of_labelled": _r(len(edge_items & labelled_items) / len(labelled_items))
+        if labelled_items
+        else None,
+        "share_of_audited": _r(len(edge_items & audited_items) / len(audited_items))
+        if audited_items
+        else None,
     }
 
     # ---- turnaround
     first_label: dict[int, datetime] = {}
     for iid, ts in session.execute(
-        select(Annotation.item_id, Annotation.submitted_at).where(Annotation.project_id == project.id, Annotation.submitted_at.is_not(None))
+        select(Annotation.item_id, Annotation.submitted_at).where(
+            Annotation.project_id == project.id, Annotation.submitted_at.is_not(None)
+        )
     ):
         if iid not in first_label or ts < first_label[iid]:
             first_label[iid] = ts
@@ -521,7 +627,10 @@ def compute_report(session: Session, run: AuditRun, *, previous: AuditRun | None
         for u in judged
         if u.reviewed_at is not None and u.submitted_at is not None
     ]
-    report["turnaround"] = {"hours_to_first_label": _quantiles(to_label), "hours_to_verdict": _quantiles(to_verdict)}
+    report["turnaround"] = {
+        "hours_to_first_label": _quantiles(to_label),
+        "hours_to_verdict": _quantiles(to_verdict),
+    }
 
     report["recommendations"] = _recommendations(report, run)
     report["comparison"] = _compare(report, previous)
@@ -537,22 +646,51 @@ def _recommendations(report: dict[str, Any], run: AuditRun) -> list[dict[str, An
     for idx, p in enumerate(report.get("patterns", [])):
         dim, group = p["dimension"], p["group"]
         if dim == "annotator":
-            kind, action = "targeted training", f"Assign targeted training to {group} on the labels they miss most"
+            kind, action = (
+                "targeted training",
+                f"Assign targeted training to {group} on the labels they miss most",
+            )
         elif dim == "fatigue":
-            kind, action = "workload change", f"Shorten sessions or add breaks for {p.get('annotator', group)}: errors rise late in long sessions"
+            kind, action = (
+                "workload change",
+                f"Shorten sessions or add breaks for {p.get('annotator', group)}: errors rise late in long sessions",
+            )
         elif dim == "annotator confusion":
             given, truth = p["pair"]
-            kind, action = "targeted training", f"Train {p['annotator']} on telling {truth!r} from {given!r} (refresher with exemplars)"
+            kind, action = (
+                "targeted training",
+                f"Train {p['annotator']} on telling {truth!r} from {given!r} (refresher with exemplars)",
+            )
         elif dim == "label":
-            kind, action = "clarify guideline", f"Clarify the guideline for label {group!r} and add exemplars of its boundary"
+            kind, action = (
+                "clarify guideline",
+                f"Clarify the guideline for label {group!r} and add exemplars of its boundary",
+            )
         elif dim.startswith("segment:"):
-            kind, action = "more data", f"Add guidance, exemplars or training data for segment {dim.split(':', 1)[1]}={group}"
+            kind, action = (
+                "more data",
+                f"Add guidance, exemplars or training data for segment {dim.split(':', 1)[1]}={group}",
+            )
         elif dim == "tag":
-            kind, action = "clarify guideline", f"Write rulings for {group} items: they carry most errors"
+            kind, action = (
+                "clarify guideline",
+                f"Write rulings for {group} items: they carry most errors",
+            )
         else:
-            kind, action = "workload change", f"Review scheduling: errors concentrate in the {group}"
+            kind, action = (
+                "workload change",
+                f"Review scheduling: errors concentrate in the {group}",
+            )
         affected = p["errors"] / sample * population
-        out.append({"kind": kind, "action": action, "evidence": f"patterns[{idx}]", "affected_estimate": round(affected, 1), "severity_weight": 2.0})
+        out.append(
+            {
+                "kind": kind,
+                "action": action,
+                "evidence": f"patterns[{idx}]",
+                "affected_estimate": round(affected, 1),
+                "severity_weight": 2.0,
+            }
+        )
     for idx, c in enumerate(report.get("error_categories", [])):
         kind = CATEGORY_ACTION.get(c["category"])
         if kind is None or c["count"] < MIN_ERRORS:
@@ -589,7 +727,9 @@ def _se_from(entry: dict[str, Any] | None, confidence: float) -> tuple[float, fl
     return float(entry["value"]), max((hi - lo) / (2 * z), 1e-9)
 
 
-def delta_test(now: dict[str, Any] | None, before: dict[str, Any] | None, confidence: float = 0.95) -> dict[str, Any] | None:
+def delta_test(
+    now: dict[str, Any] | None, before: dict[str, Any] | None, confidence: float = 0.95
+) -> dict[str, Any] | None:
     """Difference of two independent estimates, z-test with standard errors from their
     intervals (``se ≈ width / 2z``); two-sided p-value."""
     a, b = _se_from(now, confidence), _se_from(before, confidence)
@@ -598,7 +738,12 @@ def delta_test(now: dict[str, Any] | None, before: dict[str, Any] | None, confid
     delta = a[0] - b[0]
     z = delta / math.sqrt(a[1] ** 2 + b[1] ** 2)
     p = float(2 * sps.norm.sf(abs(z)))
-    return {"delta": _r(delta), "z": _r(z, 3), "p_value": _r(p, 6), "significant": p < 1 - confidence}
+    return {
+        "delta": _r(delta),
+        "z": _r(z, 3),
+        "p_value": _r(p, 6),
+        "significant": p < 1 - confidence,
+    }
 
 
 def _compare(report: dict[str, Any], previous: AuditRun | None) -> dict[str, Any] | None:
@@ -609,9 +754,15 @@ def _compare(report: dict[str, Any], previous: AuditRun | None) -> dict[str, Any
     return {
         "previous_run": previous.id,
         "previous_window_end": previous.window_end.isoformat(),
-        "error_rate": delta_test(report["error_rate"].get("overall"), prev.get("error_rate", {}).get("overall"), conf),
-        "krippendorff_alpha": delta_test(
-            report.get("agreement", {}).get("krippendorff_alpha"), prev.get("agreement", {}).get("krippendorff_alpha"), conf
+        "error_rate": delta_test(
+            report["error_rate"].get("overall"), prev.get("error_rate", {}).get("overall"), conf
         ),
-        "gold_accuracy": delta_test(report.get("gold", {}).get("accuracy"), prev.get("gold", {}).get("accuracy"), conf),
+        "krippendorff_alpha": delta_test(
+            report.get("agreement", {}).get("krippendorff_alpha"),
+            prev.get("agreement", {}).get("krippendorff_alpha"),
+            conf,
+        ),
+        "gold_accuracy": delta_test(
+            report.get("gold", {}).get("accuracy"), prev.get("gold", {}).get("accuracy"), conf
+        ),
     }

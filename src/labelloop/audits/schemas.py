@@ -20,7 +20,13 @@ SEVERITY_WEIGHT: dict[str, float] = {"low": 1.0, "medium": 2.0, "high": 4.0, "cr
 Verdict = Literal["correct", "incorrect", "unsure"]
 
 #: Stratum dimensions: ``segment:<key>`` for an item segment, or one of these.
-STRATUM_DIMENSIONS: tuple[str, ...] = ("annotator", "label", "tag", "new_annotator", "model_disagreement")
+STRATUM_DIMENSIONS: tuple[str, ...] = (
+    "annotator",
+    "label",
+    "tag",
+    "new_annotator",
+    "model_disagreement",
+)
 
 
 class PopulationFilter(BaseModel):
@@ -68,14 +74,18 @@ class PolicySpec(BaseModel):
         if value == "manual":
             return value
         if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid cron expression (e.g. '0 6 * * MON') or 'manual'")
+            raise ValueError(
+                f"{value!r} is not a valid cron expression (e.g. '0 6 * * MON') or 'manual'"
+            )
         return value
 
     @field_validator("strata")
     @classmethod
     def _strata(cls, value: list[str]) -> list[str]:
         for dim in value:
-            if dim in STRATUM_DIMENSIONS or (dim.startswith("segment:") and len(dim) > len("segment:")):
+            if dim in STRATUM_DIMENSIONS or (
+                dim.startswith("segment:") and len(dim) > len("segment:")
+            ):
                 continue
             raise ValueError(
                 f"unknown stratum {dim!r}; use segment:<key> or one of {', '.join(STRATUM_DIMENSIONS)}"

@@ -57,8 +57,12 @@ def _check_reviewers(session: Session, project_id: int, usernames: Sequence[str]
     for name in usernames:
         user = session.scalar(select(User).where(User.username == name))
         if user is None:
-            raise ValidationFailed(f"reviewer {name!r} does not exist (create it with `labelloop user create`)")
-        if not user.is_admin and not allows(roles_of(session, user.id, project_id), Permission.AUDIT_REVIEW):
+            raise ValidationFailed(
+                f"reviewer {name!r} does not exist (create it with `labelloop user create`)"
+            )
+        if not user.is_admin and not allows(
+            roles_of(session, user.id, project_id), Permission.AUDIT_REVIEW
+        ):
             raise ValidationFailed(
                 f"reviewer {name!r} has no reviewing role in this project "
                 f"(grant one: `labelloop user grant {name} --project P --role auditor`)"
@@ -79,7 +83,9 @@ def create_policy(
     ):
         raise Conflict(f"project {project.name} already has an audit policy named {name!r}")
     _check_reviewers(session, project.id, spec.reviewers)
-    policy = AuditPolicy(project_id=project.id, name=name, cadence=spec.cadence, spec=spec.as_json())
+    policy = AuditPolicy(
+        project_id=project.id, name=name, cadence=spec.cadence, spec=spec.as_json()
+    )
     session.add(policy)
     session.flush()
     trail.service.append(
@@ -94,7 +100,9 @@ def create_policy(
     return policy
 
 
-def update_policy(session: Session, *, actor: Actor, policy: AuditPolicy, spec: PolicySpec) -> AuditPolicy:
+def update_policy(
+    session: Session, *, actor: Actor, policy: AuditPolicy, spec: PolicySpec
+) -> AuditPolicy:
     require(session, actor, Permission.AUDIT_MANAGE, project_id=policy.project_id)
     _check_reviewers(session, policy.project_id, spec.reviewers)
     before = dict(policy.spec)
@@ -116,7 +124,11 @@ def update_policy(session: Session, *, actor: Actor, policy: AuditPolicy, spec: 
 def get_policy(session: Session, project: Project, name_or_id: str | int) -> AuditPolicy:
     stmt = select(AuditPolicy).where(AuditPolicy.project_id == project.id)
     key = str(name_or_id)
-    stmt = stmt.where(AuditPolicy.id == int(key)) if key.isdigit() else stmt.where(AuditPolicy.name == key)
+    stmt = (
+        stmt.where(AuditPolicy.id == int(key))
+        if key.isdigit()
+        else stmt.where(AuditPolicy.name == key)
+    )
     policy = session.scalar(stmt)
     if policy is None:
         raise NotFound(f"project {project.name} has no audit policy {name_or_id!r}")
@@ -144,7 +156,9 @@ def runs_of(session: Session, policy: AuditPolicy) -> Sequence[AuditRun]:
 
 
 # ------------------------------------------------------------------------------ windows
-def due_windows(session: Session, policy: AuditPolicy, now: datetime) -> list[tuple[datetime, datetime]]:
+def due_windows(
+    session: Session, policy: AuditPolicy, now: datetime
+) -> list[tuple[datetime, datetime]]:
     """Windows whose cron fire time has passed and that have no run yet.
 
     A window ends at a fire time and starts at the previous fire time (``since_previous``)
@@ -155,7 +169,9 @@ def due_windows(session: Session, policy: AuditPolicy, now: datetime) -> list[tu
     spec = PolicySpec.model_validate(policy.spec)
     if spec.cadence == "manual" or not policy.active:
         return []
-    last_end = session.scalar(select(func.max(AuditRun.window_end)).where(AuditRun.policy_id == policy.id))
+    last_end = session.scalar(
+        select(func.max(AuditRun.window_end)).where(AuditRun.policy_id == policy.id)
+    )
     anchor = last_end or policy.created_at
     it = croniter(spec.cadence, anchor)
     ends: list[datetime] = []
@@ -181,11 +197,15 @@ def due_windows(session: Session, policy: AuditPolicy, now: datetime) -> list[tu
     return windows
 
 
-def manual_window(session: Session, policy: AuditPolicy, now: datetime) -> tuple[datetime, datetime]:
+def manual_window(
+    session: Session, policy: AuditPolicy, now: datetime
+) -> tuple[datetime, datetime]:
     """The window of a run triggered by hand: since the previous run's end (or the last
     ``window_days``) up to now."""
     spec = PolicySpec.model_validate(policy.spec)
-    last_end = session.scalar(select(func.max(AuditRun.window_end)).where(AuditRun.policy_id == policy.id))
+    last_end = session.scalar(
+        select(func.max(AuditRun.window_end)).where(AuditRun.policy_id == policy.id)
+    )
     if spec.window == "since_previous" and last_end is not None and last_end < now:
         return last_end, now
     return now - timedelta(days=spec.window_days), now
@@ -255,7 +275,11 @@ def load_population(
             continue
         if labels:
             val = r.value
-            names = set(val) if isinstance(val, list) and all(isinstance(v, str) for v in val) else {label_key(val)}
+            names = (
+                set(val)
+                if isinstance(val, list) and all(isinstance(v, str) for v in val)
+                else {label_key(val)}
+            )
             if not labels.intersection(names):
                 continue
         rows.append(
@@ -307,9 +331,13 @@ def _model_buckets(session: Session, rows: Sequence[PopulationRow]) -> dict[int,
 
 
 def _new_annotator_flags(
-    session: Session, project: Project, spec: PolicySpec, rows: Sequence[PopulationRow], start: datetime
+    session: Session,
+    project: Project,
+    spec: PolicySpec,
+    rows: Sequence[PopulationRow],
+    start: datetime,
 ) -> dict[int, str]:
-    """"new" when the annotation is among its annotator's first ``new_annotator_items`` in
+    """ "new" when the annotation is among its annotator's first ``new_annotator_items`` in
     the project or within ``new_annotator_days`` of their first one."""
     when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
     firsts: dict[int, datetime] = {}
@@ -332,20 +360,34 @@ def _new_annotator_flags(
         rank = before.get(r.annotator_id, 0) + seen[r.annotator_id]
         seen[r.annotator_id] += 1
         first = firsts.get(r.annotator_id)
-        recent = first is not None and r.submitted_at is not None and r.submitted_at - first < horizon
+        recent = (
+            first is not None and r.submitted_at is not None and r.submitted_at - first < horizon
+        )
         out[r.annotation_id] = "new" if rank < spec.new_annotator_items or recent else "established"
     return out
 
 
 def stratum_labels(
-    session: Session, project: Project, spec: PolicySpec, rows: Sequence[PopulationRow], start: datetime
+    session: Session,
+    project: Project,
+    spec: PolicySpec,
+    rows: Sequence[PopulationRow],
+    start: datetime,
 ) -> list[str]:
     """The stratum of every population row: its value on each policy dimension, joined."""
     if not spec.strata:
         return ["all"] * len(rows)
-    usernames = dict(session.execute(select(User.id, User.username)).tuples().all()) if "annotator" in spec.strata else {}
+    usernames = (
+        dict(session.execute(select(User.id, User.username)).tuples().all())
+        if "annotator" in spec.strata
+        else {}
+    )
     buckets = _model_buckets(session, rows) if "model_disagreement" in spec.strata else {}
-    newness = _new_annotator_flags(session, project, spec, rows, start) if "new_annotator" in spec.strata else {}
+    newness = (
+        _new_annotator_flags(session, project, spec, rows, start)
+        if "new_annotator" in spec.strata
+        else {}
+    )
     out = []
     for r in rows:
         parts = []
@@ -379,7 +421,7 @@ def run_seed(policy_id: int, window_start: datetime) -> int:
     """A seed derived from (policy, window start): re-opening after a crash draws the
     same sample."""
     digest = hashlib.sha256(f"{policy_id}:{window_start.isoformat()}".encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF  # fits a signed 32-bit column
 
 
 def _risk_weight(spec: PolicySpec, stratum: str) -> float:
@@ -393,7 +435,11 @@ def _risk_weight(spec: PolicySpec, stratum: str) -> float:
 def _previous_stratum_rates(session: Session, policy: AuditPolicy) -> dict[str, float]:
     last = session.scalar(
         select(AuditRun)
-        .where(AuditRun.policy_id == policy.id, AuditRun.status == "closed", AuditRun.report.is_not(None))
+        .where(
+            AuditRun.policy_id == policy.id,
+            AuditRun.status == "closed",
+            AuditRun.report.is_not(None),
+        )
         .order_by(AuditRun.window_start.desc())
         .limit(1)
     )
@@ -427,21 +473,30 @@ def plan_sample(
             f"{spec.confidence:.0%} with an expected error rate of {spec.expected_error_rate:g}"
         )
     if n > population:
-        notes.append(f"sample size {n} exceeds the population ({population}): every annotation is reviewed")
+        notes.append(
+            f"sample size {n} exceeds the population ({population}): every annotation is reviewed"
+        )
         n = population
     if spec.allocation == "risk":
         weights = np.asarray([_risk_weight(spec, s) for s in strata], dtype=np.float64)
-        return sampling.weighted_sample(weights, n, strata=np.asarray(strata, dtype=object), seed=seed), notes
+        return sampling.weighted_sample(
+            weights, n, strata=np.asarray(strata, dtype=object), seed=seed
+        ), notes
     labels = sorted(set(strata))
     min_per = min(spec.min_per_stratum, n // max(len(labels), 1))
     if min_per < spec.min_per_stratum:
-        notes.append(f"minimum per stratum lowered to {min_per}: {len(labels)} strata share {n} reviews")
+        notes.append(
+            f"minimum per stratum lowered to {min_per}: {len(labels)} strata share {n} reviews"
+        )
     std = None
     if spec.allocation == "neyman":
         prev = _previous_stratum_rates(session, policy)
         rates = [prev.get(s, spec.expected_error_rate) for s in labels]
         std = np.sqrt([max(p * (1 - p), 1e-4) for p in rates])
-        notes.append("Neyman allocation from " + ("the previous run's per-stratum error rates" if prev else "the expected error rate"))
+        notes.append(
+            "Neyman allocation from "
+            + ("the previous run's per-stratum error rates" if prev else "the expected error rate")
+        )
     plan = sampling.stratified_sample(
         np.asarray(strata, dtype=object),
         n,
@@ -471,16 +526,27 @@ def _reviewer_ids(session: Session, project_id: int, spec: PolicySpec) -> dict[i
 
 
 def _assign(
-    units: Sequence[AuditUnit], reviewers: dict[int, str], double_fraction: float, rng: np.random.Generator
+    units: Sequence[AuditUnit],
+    reviewers: dict[int, str],
+    double_fraction: float,
+    rng: np.random.Generator,
 ) -> list[tuple[AuditUnit, int, bool]]:
     """Balanced assignment: each unit goes to the eligible reviewer with the fewest
     assignments so far (ties broken by a seeded order), never to its own annotator;
     a seeded ``double_fraction`` of units gets a second, different reviewer."""
     if not reviewers:
-        raise ValidationFailed("the reviewer pool is empty: add reviewers to the policy or grant the auditor role")
+        raise ValidationFailed(
+            "the reviewer pool is empty: add reviewers to the policy or grant the auditor role"
+        )
     order = [int(x) for x in rng.permutation(sorted(reviewers))]
     load: Counter[int] = Counter({r: 0 for r in order})
-    doubles = set(rng.choice(len(units), size=round(double_fraction * len(units)), replace=False).tolist()) if units else set()
+    doubles = (
+        set(
+            rng.choice(len(units), size=round(double_fraction * len(units)), replace=False).tolist()
+        )
+        if units
+        else set()
+    )
     out: list[tuple[AuditUnit, int, bool]] = []
     for idx, unit in enumerate(units):
         eligible = [r for r in order if r != unit.annotator_id]
@@ -521,12 +587,16 @@ def open_run(
     """
     require(session, actor, Permission.AUDIT_MANAGE, project_id=policy.project_id)
     existing = session.scalar(
-        select(AuditRun).where(AuditRun.policy_id == policy.id, AuditRun.window_start == window_start)
+        select(AuditRun).where(
+            AuditRun.policy_id == policy.id, AuditRun.window_start == window_start
+        )
     )
     if existing is not None:
         return OpenResult(existing, False, [])
     if window_end <= window_start:
-        raise ValidationFailed(f"audit window is empty: {window_start.isoformat()} .. {window_end.isoformat()}")
+        raise ValidationFailed(
+            f"audit window is empty: {window_start.isoformat()} .. {window_end.isoformat()}"
+        )
     project = session.get(Project, policy.project_id)
     assert project is not None
     spec = PolicySpec.model_validate(policy.spec)
@@ -540,7 +610,9 @@ def open_run(
         )
     reviewers = _reviewer_ids(session, project.id, spec)
     if not reviewers:
-        raise ValidationFailed("the reviewer pool is empty: add reviewers to the policy or grant the auditor role")
+        raise ValidationFailed(
+            "the reviewer pool is empty: add reviewers to the policy or grant the auditor role"
+        )
     seed = run_seed(policy.id, window_start)
     strata = stratum_labels(session, project, spec, rows, window_start)
     plan, notes = plan_sample(session, policy, spec, strata, seed)
@@ -565,7 +637,12 @@ def open_run(
             "design": plan.design,
             "strata": [
                 {"stratum": str(s), "population": int(N), "sample": int(n)}
-                for s, N, n in zip(plan.strata.tolist(), plan.population_sizes.tolist(), plan.allocation.tolist(), strict=True)
+                for s, N, n in zip(
+                    plan.strata.tolist(),
+                    plan.population_sizes.tolist(),
+                    plan.allocation.tolist(),
+                    strict=True,
+                )
             ],
             "notes": notes,
         },
@@ -577,7 +654,9 @@ def open_run(
     except IntegrityError:
         nested.rollback()
         existing = session.scalar(
-            select(AuditRun).where(AuditRun.policy_id == policy.id, AuditRun.window_start == window_start)
+            select(AuditRun).where(
+                AuditRun.policy_id == policy.id, AuditRun.window_start == window_start
+            )
         )
         if existing is None:
             raise
@@ -611,7 +690,9 @@ def open_run(
     session.flush()
     rng = np.random.default_rng(seed)
     for unit, reviewer_id, double in _assign(units, reviewers, spec.double_review_fraction, rng):
-        session.add(AuditAssignment(run_id=run.id, unit_id=unit.id, reviewer_id=reviewer_id, double=double))
+        session.add(
+            AuditAssignment(run_id=run.id, unit_id=unit.id, reviewer_id=reviewer_id, double=double)
+        )
     session.flush()
     trail.service.append(
         session,
@@ -663,7 +744,9 @@ def _record_empty_run(
     except IntegrityError:
         nested.rollback()
         existing = session.scalar(
-            select(AuditRun).where(AuditRun.policy_id == policy.id, AuditRun.window_start == window_start)
+            select(AuditRun).where(
+                AuditRun.policy_id == policy.id, AuditRun.window_start == window_start
+            )
         )
         if existing is None:
             raise
@@ -697,7 +780,9 @@ class QueueEntry:
     double: bool
 
 
-def review_queue(session: Session, *, actor: Actor, run: AuditRun, reviewer_id: int | None = None) -> list[QueueEntry]:
+def review_queue(
+    session: Session, *, actor: Actor, run: AuditRun, reviewer_id: int | None = None
+) -> list[QueueEntry]:
     """Open assignments of a reviewer (the actor's own unless a system actor names one)."""
     require(session, actor, Permission.AUDIT_REVIEW, project_id=run.project_id)
     who = reviewer_id if (actor.system and reviewer_id is not None) else actor.user_id
@@ -763,11 +848,21 @@ def record_review(
 
         project = session.get(Project, run.project_id)
         assert project is not None
-        problems = [v for v in validate_value(schema_of(project), corrected, field="corrected_value") if v.severity == "error"]
+        problems = [
+            v
+            for v in validate_value(schema_of(project), corrected, field="corrected_value")
+            if v.severity == "error"
+        ]
         if problems:
-            raise ValidationFailed("corrected label is not valid: " + "; ".join(str(p) for p in problems), problems)
+            raise ValidationFailed(
+                "corrected label is not valid: " + "; ".join(str(p) for p in problems), problems
+            )
         if verdict != "unsure" and run.policy_snapshot.get("blind", True):
-            verdict = "correct" if label_key(corrected) == label_key(unit.snapshot.get("value")) else "incorrect"
+            verdict = (
+                "correct"
+                if label_key(corrected) == label_key(unit.snapshot.get("value"))
+                else "incorrect"
+            )
     if verdict == "incorrect" and corrected is None:
         raise ValidationFailed("an 'incorrect' verdict needs the corrected label")
     row = AuditReview(
@@ -777,7 +872,9 @@ def record_review(
         reviewer_id=assignment.reviewer_id,
         verdict=verdict,
         corrected_value=corrected if verdict == "incorrect" else None,
-        error_category=(review.error_category or "unclassified") if verdict == "incorrect" else None,
+        error_category=(review.error_category or "unclassified")
+        if verdict == "incorrect"
+        else None,
         severity=(review.severity or "medium") if verdict == "incorrect" else None,
         rule_ref=review.rule_ref,
         comment=review.comment,
@@ -826,7 +923,9 @@ def previous_closed_run(session: Session, run: AuditRun) -> AuditRun | None:
     )
 
 
-def close_run(session: Session, *, actor: Actor, run: AuditRun, allow_unreviewed: bool = False) -> AuditRun:
+def close_run(
+    session: Session, *, actor: Actor, run: AuditRun, allow_unreviewed: bool = False
+) -> AuditRun:
     """Close a run and store its report. Refuses while assignments are open unless
     ``allow_unreviewed`` (their units are then reported as unreviewed)."""
     from labelloop.audits.report import compute_report
@@ -851,7 +950,11 @@ def close_run(session: Session, *, actor: Actor, run: AuditRun, allow_unreviewed
         entity_type="audit_run",
         entity_id=run.id,
         project_id=run.project_id,
-        after={"reviewed": state["reviewed"], "error_rate": overall.get("value"), "ci": overall.get("ci")},
+        after={
+            "reviewed": state["reviewed"],
+            "error_rate": overall.get("value"),
+            "ci": overall.get("ci"),
+        },
     )
     return run
 
@@ -879,7 +982,9 @@ def trend(session: Session, policy: AuditPolicy) -> list[dict[str, Any]]:
             "krippendorff_alpha": rep.get("agreement", {}).get("krippendorff_alpha"),
             "gold_accuracy": rep.get("gold", {}).get("accuracy"),
             "coverage": {
-                "reviewed_share": round(reviews["judged"] / reviews["units"], 4) if reviews["units"] else None,
+                "reviewed_share": round(reviews["judged"] / reviews["units"], 4)
+                if reviews["units"]
+                else None,
                 "edge_case_share_of_audited": rep.get("edge_cases", {}).get("share_of_audited"),
             },
             "turnaround": rep.get("turnaround"),
@@ -888,7 +993,9 @@ def trend(session: Session, policy: AuditPolicy) -> list[dict[str, Any]]:
         if prev is not None:
             row["change"] = {
                 "error_rate": delta_test(row["error_rate"], prev["error_rate"], conf),
-                "krippendorff_alpha": delta_test(row["krippendorff_alpha"], prev["krippendorff_alpha"], conf),
+                "krippendorff_alpha": delta_test(
+                    row["krippendorff_alpha"], prev["krippendorff_alpha"], conf
+                ),
             }
         else:
             row["change"] = None

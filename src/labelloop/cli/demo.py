@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -17,11 +17,15 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from labelloop.accounts.actor import Actor
 from labelloop.cli._common import DatabaseUrl, console, handle_errors, settings_for
 from labelloop.settings import DEFAULT_DATABASE_URL
+
+if TYPE_CHECKING:
+    from labelloop.demo.builder import DemoSummary
 
 KIND_NOTES = {
     "strong": "",
@@ -46,6 +50,12 @@ def demo_cmd(
     items: Annotated[
         int, typer.Option("--items", min=1, max=200_000, help="Number of tickets to simulate.")
     ] = 2000,
+    audits: Annotated[
+        bool, typer.Option("--audits/--no-audits", help="Also run three weekly audit cycles.")
+    ] = True,
+    reports_dir: Annotated[
+        Path, typer.Option("--reports-dir", help="Where the audit reports are written.")
+    ] = Path("demo-reports"),
     database_url: DatabaseUrl = None,
 ) -> None:
     """Build the demo project: ~2,000 support tickets labelled by a simulated team of twelve.
@@ -85,6 +95,15 @@ def demo_cmd(
                         progress=progress,
                     )
                     bar.update(task, description="committing")
+                cycles = []
+                if audits and summary.seed is not None and summary.n_items is not None:
+                    bar.update(
+                        task,
+                        description="running three weekly audit cycles",
+                        completed=0,
+                        total=None,
+                    )
+                    cycles = _run_audits(engine, summary, reports_dir)
     finally:
         engine.dispose()
     elapsed = time.perf_counter() - started
@@ -138,6 +157,25 @@ def demo_cmd(
         logins.add_row(acc.role, acc.username, acc.password, acc.note)
     console.print(logins)
 
+    if cycles:
+        audit_table = Table(
+            "run",
+            "window (UTC)",
+            "sample / population",
+            "error rate [95% CI]",
+            "patterns",
+            title="audit cycles (policy weekly-quality)",
+        )
+        for c in cycles:
+            audit_table.add_row(
+                str(c["run"]), c["window"], c["size"], c["error_rate"], c["patterns"]
+            )
+        console.print(audit_table)
+        console.print(
+            f"audit reports (HTML and Markdown) are in [bold]{reports_dir.resolve()}[/]",
+            soft_wrap=True,
+        )
+
     db = (
         ""
         if settings.database_url == DEFAULT_DATABASE_URL
@@ -149,6 +187,48 @@ def demo_cmd(
         f"labelloop project show {name}{db}",
         f"labelloop export --project {name} --format csv -o demo.csv{db}",
         "labelloop stats agreement demo.csv --item item_id --annotator annotator --label label",
+        f"labelloop audit trend weekly-quality --project {name}{db}",
+        f"labelloop audit report {cycles[-1]['run'] if cycles else 1} --format html -o report.html{db}",
         f"labelloop trail verify{db}",
     ):
         console.print(f"  [bold]{line}[/]", highlight=False, soft_wrap=True)
+
+
+def _run_audits(engine: Engine, summary: DemoSummary, reports_dir: Path) -> list[dict[str, str]]:
+    """Three weekly audit cycles with simulated reviewers; reports written to files."""
+    from labelloop.audits.models import AuditRun
+    from labelloop.audits.render import to_html, to_markdown
+    from labelloop.demo import audits as demo_audits
+    from labelloop.demo.simulate import simulate
+    from labelloop.projects.service import get_project
+    from labelloop.store import make_session_factory, session_scope
+
+    assert summary.seed is not None and summary.n_items is not None
+    data = simulate(summary.seed, summary.n_items)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with session_scope(make_session_factory(engine)) as session:
+        project = get_project(session, summary.project)
+        for cycle in demo_audits.run_cycles(
+            session, actor=Actor.local("demo"), project=project, data=data, seed=summary.seed
+        ):
+            run = session.get(AuditRun, cycle.run_id)
+            assert run is not None and run.report is not None
+            stem = reports_dir / f"audit-run-{run.id}"
+            stem.with_suffix(".html").write_text(to_html(run.report), encoding="utf-8")
+            stem.with_suffix(".md").write_text(to_markdown(run.report), encoding="utf-8")
+            overall = run.report["error_rate"]["overall"]
+            ci = overall.get("ci") or [None, None]
+            rows.append(
+                {
+                    "run": str(run.id),
+                    "window": f"{cycle.window_start:%Y-%m-%d} .. {cycle.window_end:%Y-%m-%d}",
+                    "size": f"{cycle.sample} / {cycle.population}",
+                    "error_rate": f"{overall['value']:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]"
+                    if overall.get("value") is not None
+                    else "-",
+                    "patterns": str(len(run.report["patterns"])),
+                    "report": str(stem.with_suffix(".html").resolve()),
+                }
+            )
+    return rows

@@ -205,7 +205,8 @@ def _print_summary(summary: Any, *, dry_run: bool) -> None:
     verb = "would import" if dry_run else "imported"
     console.print(
         f"{verb} [bold]{summary.filename}[/] ({summary.format}) into [bold]{summary.project}[/]"
-        + (" [yellow](dry run: nothing written)[/]" if dry_run else "")
+        + (" [yellow](dry run: nothing written)[/]" if dry_run else ""),
+        soft_wrap=True,
     )
     table = Table("", "created", "updated", "unchanged", "in file")
     table.add_row(
@@ -237,7 +238,7 @@ def _print_summary(summary: Any, *, dry_run: bool) -> None:
         f"{summary.predictions:,}",
     )
     console.print(table)
-    console.print(f"annotators: {summary.annotators:,}   sha256: {summary.sha256}")
+    console.print(f"annotators: {summary.annotators:,}   sha256: {summary.sha256}", soft_wrap=True)
     for reason, n in sorted(summary.skipped.items()):
         console.print(f"skipped {n:,}: {reason}", highlight=False)
     for code, n in sorted(summary.warnings.items()):
@@ -255,6 +256,7 @@ def _print_summary(summary: Any, *, dry_run: bool) -> None:
             f"review it; to change it, edit a copy and run "
             f"[bold]labelloop project schema {summary.project} --edit FILE[/]",
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -284,4 +286,5 @@ def export_cmd(
         f"{summary.items:,} items, {summary.annotations:,} annotations, {summary.gold:,} gold labels, "
         f"{summary.predictions:,} predictions",
         highlight=False,
+        soft_wrap=True,
     )

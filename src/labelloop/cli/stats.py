@@ -122,6 +122,16 @@ NoHeader = Annotated[
         "--item/--annotator/--label take those numbers.",
     ),
 ]
+IgnoredDatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="LABELLOOP_DATABASE_URL",
+        help="Ignored: stats commands read files and never open the database (accepted so that "
+        "every labelloop command takes it).",
+        show_default=False,
+    ),
+]
 Limit = Annotated[
     int,
     typer.Option(
@@ -239,6 +249,8 @@ def _ratings(
     categories: str | None,
 ) -> Ratings:
     """The :class:`Ratings` of the columns, with labels parsed as the level needs."""
+    import numpy as np
+
     from labelloop.stats import Ratings
 
     raw: list[str] = data["label"]
@@ -280,7 +292,13 @@ def _ratings(
             f"{' < '.join(order[:8])}{' ...' if len(order) > 8 else ''} (set it with --categories)",
             highlight=False,
         )
-    return Ratings.from_long(data["item"], data["annotator"], labels, categories=cats, level=level)  # type: ignore[arg-type]
+    return Ratings.from_long(  # numpy arrays take the vectorised path
+        np.asarray(data["item"], dtype=str),
+        np.asarray(data["annotator"], dtype=str),
+        np.asarray(labels),
+        categories=cats,
+        level=level,  # type: ignore[arg-type]
+    )
 
 
 def _result_json(res: AgreementResult) -> dict[str, Any]:
@@ -351,6 +369,7 @@ def agreement_cmd(
     ] = 0.95,
     limit: Limit = 20,
     as_json: JsonFlag = False,
+    database_url: IgnoredDatabaseUrl = None,
 ) -> None:
     """Agreement: percent agreement, Krippendorff's alpha, Fleiss' kappa, Gwet's AC1/AC2,
     Scott's pi, Brennan–Prediger, Cohen's kappa (two annotators), pairwise and per-annotator."""
@@ -637,6 +656,7 @@ def infer_cmd(
     ] = None,
     limit: Limit = 20,
     as_json: JsonFlag = False,
+    database_url: IgnoredDatabaseUrl = None,
 ) -> None:
     """Truth inference: each item's most likely label with its probabilities, each annotator's
     skill (and confusion matrix), the class priors and the log-likelihood."""
@@ -649,7 +669,11 @@ def infer_cmd(
         )
         from labelloop.stats import Ratings
 
-        r = Ratings.from_long(data["item"], data["annotator"], data["label"])
+        r = Ratings.from_long(
+            np.asarray(data["item"], dtype=str),
+            np.asarray(data["annotator"], dtype=str),
+            np.asarray(data["label"], dtype=str),
+        )
         model = _estimator(method, max_iter=max_iter, tol=tol, seed=seed)
         model.fit(r)
         gold_report = (
@@ -800,6 +824,7 @@ def label_issues_cmd(
     ] = RankBy.self_confidence,
     limit: Limit = 20,
     as_json: JsonFlag = False,
+    database_url: IgnoredDatabaseUrl = None,
 ) -> None:
     """Label errors by confident learning: items whose given label the model's out-of-sample
     probabilities contradict, most likely error first.

@@ -51,12 +51,10 @@ def weekly_windows(data: DemoData, cycles: int) -> list[tuple[datetime, datetime
     fires = []
     while (fire := it.get_next(datetime)) <= last:
         fires.append(fire)
-    if len(fires) < cycles + 1:
-        raise ValueError(
-            f"the simulated period holds only {len(fires) - 1} complete weeks; need {cycles}"
-        )
-    ends = fires[-cycles:]
-    return [(fires[len(fires) - cycles - 1 + i], end) for i, end in enumerate(ends)]
+    cycles = min(cycles, len(fires) - 1)  # a small simulation may span fewer weeks
+    if cycles <= 0:
+        return []
+    return [(fires[-cycles - 1 + i], fires[-cycles + i]) for i in range(cycles)]
 
 
 def _category(

@@ -26,6 +26,7 @@ from labelloop.formats.records import (
 )
 from labelloop.formats.tabular import (
     TabularOptions,
+    long_row,
     read_csv,
     read_jsonl,
     read_parquet,
@@ -190,6 +191,7 @@ __all__ = [
     "SkippedRecord",
     "TabularOptions",
     "detect",
+    "long_row",
     "read",
     "write_label_studio",
     "write_long",

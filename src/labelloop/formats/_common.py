@@ -25,6 +25,12 @@ def stable_id(*parts: JSONValue) -> str:
     return "h:" + hashlib.blake2b(blob.encode("utf-8"), digest_size=10).hexdigest()
 
 
+def pair_id(item: str, annotator: str | None) -> str:
+    """A cheap stable id for "this annotator's annotation of this item" (``h:`` + 20 hex)."""
+    key = f"{item}\x1f{annotator}" if annotator is not None else f"{item}\x1f\x00"
+    return "h:" + hashlib.blake2b(key.encode("utf-8"), digest_size=10).hexdigest()
+
+
 def parse_datetime(value: object) -> datetime:
     """Parse an ISO 8601 string or a Unix timestamp (seconds) into an aware UTC datetime.
 

@@ -98,6 +98,8 @@ def _elements(path: Path) -> Iterator[tuple[ET.Element, int, dict[int, int]] | F
                     yield element, line, target.lines
                     if target.root is not None:
                         target.root.remove(element)
+                    for child in element:  # forget line numbers of dropped elements
+                        target.lines.pop(id(child), None)
                 target.done.clear()
         parser.close()
         for element, line in target.done:

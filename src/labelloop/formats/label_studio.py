@@ -131,6 +131,11 @@ def read_label_studio(
             if truncated
             else f"invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         )
+        if exc.msg == "Extra data":
+            reason += (
+                "; this looks like JSON Lines (one object per line): use the prodigy, "
+                "doccano or jsonl format"
+            )
         yield FormatIssue(Location(file, line=exc.lineno), reason)
         return
     del text
@@ -270,7 +275,7 @@ def _read_tasks(
     tasks: list[Any], file: str, plan: _Plan, hints: SchemaHints
 ) -> Iterator[Record | FormatIssue]:
     task_ids: dict[str, int] = {}
-    annotation_ids: dict[str, str] = {}
+    annotation_ids: dict[tuple[str, str | None, str], str] = {}
     per_item: dict[str, int] = {}
     for index, task in enumerate(tasks):
         loc = Location(file, record=index)
@@ -337,7 +342,7 @@ def _annotation(
     plan: _Plan,
     hints: SchemaHints,
     loc: Location,
-    annotation_ids: dict[str, str],
+    annotation_ids: dict[tuple[str, str | None, str], str],
     per_item: dict[str, int],
 ) -> Iterator[Record | FormatIssue]:
     base = loc.field or ""
@@ -365,14 +370,15 @@ def _annotation(
     if raw_id is not None and not isinstance(raw_id, bool) and isinstance(raw_id, int | str):
         external_id = as_str(raw_id)
         where = f"record {loc.record}, field {base}"
-        if external_id in annotation_ids:
+        identity = (item_id, annotator, external_id)
+        if identity in annotation_ids:
             yield _issue(
                 loc,
                 f"{base}.id",
-                f"duplicate annotation id {external_id!r}: also at {annotation_ids[external_id]}",
+                f"duplicate annotation id {external_id!r}: also at {annotation_ids[identity]}",
             )
             return
-        annotation_ids[external_id] = where
+        annotation_ids[identity] = where
     else:
         external_id = stable_id(item_id, annotator, n)
     started = submitted = None
@@ -579,11 +585,14 @@ def _convert(
                 region.setdefault("attributes", {})[attr_name] = attr_value
         else:
             out.attributes[attr_name] = attr_value
-        hints.see_attribute(attr_name, attr_value)
+        for seen in attr_value if isinstance(attr_value, list) else [attr_value]:
+            hints.see_attribute(attr_name, seen)
     if plan.task_type == "spans":
         out.value = _sort_regions(regions)
         for region in regions:
             hints.see_label(region["label"])
+            for name, seen in region.get("attributes", {}).items():
+                hints.see_attribute(name, seen)
     elif plan.task_type in ("single", "multi"):
         if choices:
             for choice in choices:
@@ -676,7 +685,7 @@ def _regions(
             )
             return []
         x, y, w, h = coords
-        base = {"shape": "box", "points": [x, y, x + w, y + h], "frame": 0}  # type: ignore[operator]
+        base = {"shape": "box", "points": [x, y, _corner(x, w), _corner(y, h)], "frame": 0}
     elif shape == "polygon":
         points = value.get("points")
         if not isinstance(points, list) or not all(
@@ -711,6 +720,12 @@ def _regions(
             region["attributes"] = dict(base["attributes"])
         made.append(region)
     return made
+
+
+def _corner(start: Any, extent: Any) -> float:
+    """``start + extent`` rounded to 10 decimals, so ``x + width`` does not carry float
+    noise (80.62 + 3.12 is 83.74, not 83.74000000000001) and an export re-imports exactly."""
+    return round(float(start + extent), 10)
 
 
 def _region_key(region: dict[str, Any]) -> tuple[Any, ...]:

@@ -20,6 +20,7 @@ from labelloop.formats._common import (
     empty_file_issue,
     is_empty_file,
     iter_lines,
+    pair_id,
     parse_datetime,
     parse_seconds,
 )
@@ -181,15 +182,22 @@ class _LongForm:
         if self.task_type is not None and hints.task_type is None:
             hints.task_type = self.task_type
         self.items: set[str] = set()
-        self.golds: dict[str, tuple[JSONValue, str]] = {}
-        self.annotation_ids: dict[str, str] = {}
-        self.pairs: dict[int, str] = {}
+        # positions are kept as ints (the line, or the record for Parquet) to save memory
+        self.golds: dict[str, tuple[JSONValue, int]] = {}
+        self.annotation_ids: dict[str, int] = {}
+        self.pairs: dict[int, int] = {}
         self.columns: dict[str, str | None] = {}
         self.segments: list[tuple[str, str]] = []
         self._new_gold: GoldRecord | None = None
+        self.seen_labels: set[str] = set(hints.labels)
+        self.type_column: str | None = None
 
-    def resolve(self, header: Sequence[str], line: int | None) -> list[FormatIssue]:
-        """Map options to columns present in ``header``; issues for missing ones."""
+    def resolve(
+        self, header: Sequence[str], line: int | None, *, keep_defaults: bool = False
+    ) -> list[FormatIssue]:
+        """Map options to columns present in ``header``; issues for missing ones.
+        ``keep_defaults`` maps absent optional columns under their default names too
+        (JSONL objects may leave keys out)."""
         present = set(header)
         issues: list[FormatIssue] = []
         shown = ", ".join(repr(h) for h in header[:30]) + (", ..." if len(header) > 30 else "")
@@ -214,7 +222,7 @@ class _LongForm:
             elif column in present:
                 self.columns[name] = column
             elif column == getattr(_DEFAULTS, name):
-                self.columns[name] = None
+                self.columns[name] = column if keep_defaults else None
             else:
                 issues.append(
                     FormatIssue(
@@ -234,6 +242,8 @@ class _LongForm:
                         f"column {column!r} is not in the file; it has {shown}",
                     )
                 )
+        if self.o.task_type is None and "task_type" in present:
+            self.type_column = "task_type"
         if self.o.segment_columns is None:
             self.segments = [
                 (h, h[len(p) :]) for h in header for p in SEGMENT_PREFIXES if h.startswith(p)
@@ -248,8 +258,13 @@ class _LongForm:
     def _loc(self, line: int | None, record: int, column: str | None = None) -> Location:
         return Location(self.file, line=line, record=record, field=column)
 
-    def _where(self, line: int | None, record: int) -> str:
-        return f"line {line}" if line is not None else f"record {record}"
+    @staticmethod
+    def _pos(line: int | None, record: int) -> int:
+        return line if line is not None else -record - 1
+
+    @staticmethod
+    def _where(pos: int) -> str:
+        return f"line {pos}" if pos >= 0 else f"record {-pos - 1}"
 
     def _coerce(
         self, raw: object, column: str, line: int | None, record: int
@@ -271,16 +286,19 @@ class _LongForm:
         return value, kind
 
     def _see(self, value: JSONValue, kind: TaskType) -> None:
-        if kind == "single":
-            self.hints.see_label(str(value))
+        if kind == "single" or kind == "ordinal":
+            labels = [value]
         elif kind == "multi":
-            for label in value:
-                self.hints.see_label(str(label))
-        elif kind == "ordinal":
-            self.hints.see_label(as_str(value))
+            labels = value
         elif kind == "spans":
-            for span in value:
-                self.hints.see_label(str(span["label"]))
+            labels = [span["label"] for span in value]
+        else:
+            return
+        for label in labels:
+            text = as_str(label)
+            if text not in self.seen_labels:  # a set: hints.labels is a list
+                self.seen_labels.add(text)
+                self.hints.see_label(text)
 
     def row(
         self, row: dict[str, Any], line: int | None, record: int
@@ -295,6 +313,18 @@ class _LongForm:
             return
         item_id = raw_item.strip() if isinstance(raw_item, str) else as_str(raw_item)
         problems: list[FormatIssue] = []
+        if self.task_type is None and self.type_column is not None:
+            kind = row.get(self.type_column)
+            if kind in TASK_TYPES:
+                self.task_type = kind
+                if self.hints.task_type is None:
+                    self.hints.task_type = kind
+            elif not _empty(kind):
+                yield FormatIssue(
+                    self._loc(line, record, self.type_column),
+                    f"unknown task type {kind!r}; use one of {', '.join(TASK_TYPES)}",
+                )
+                return
         started = submitted = None
         column = c["started_at"]
         if column is not None:
@@ -349,11 +379,11 @@ class _LongForm:
                 problems.append(
                     FormatIssue(
                         self._loc(line, record, aid_col),
-                        f"duplicate annotation id {external_id!r}: also at {first}",
+                        f"duplicate annotation id {external_id!r}: also at {self._where(first)}",
                     )
                 )
             else:
-                self.annotation_ids[external_id] = self._where(line, record)
+                self.annotation_ids[external_id] = self._pos(line, record)
         else:
             key = hash((item_id, annotator))
             first = self.pairs.get(key)
@@ -362,12 +392,14 @@ class _LongForm:
                 problems.append(
                     FormatIssue(
                         self._loc(line, record, annotator_col or label_col),
-                        f"duplicate annotation: {who} already labeled item {item_id!r} at {first} "
+                        f"duplicate annotation: {who} already labeled item {item_id!r} "
+                        f"at {self._where(first)} "
                         "(add an annotation id column to keep both)",
                     )
                 )
             else:
-                self.pairs[key] = self._where(line, record)
+                self.pairs[key] = self._pos(line, record)
+            external_id = pair_id(item_id, annotator)
         if problems:
             yield from problems
             return
@@ -417,7 +449,7 @@ class _LongForm:
         value, kind = got
         seen = self.golds.get(item_id)
         if seen is None:
-            self.golds[item_id] = (value, self._where(line, record))
+            self.golds[item_id] = (value, self._pos(line, record))
             self._see(value, kind)
             self._new_gold = GoldRecord(
                 item_id, value, kind, source="import", location=self._loc(line, record, column)
@@ -426,7 +458,7 @@ class _LongForm:
             problems.append(
                 FormatIssue(
                     self._loc(line, record, column),
-                    f"gold label {value!r} for item {item_id!r} conflicts with {seen[0]!r} at {seen[1]}",
+                    f"gold label {value!r} for item {item_id!r} conflicts with {seen[0]!r} at {self._where(seen[1])}",
                 )
             )
 
@@ -607,7 +639,9 @@ def read_jsonl(
             record += 1
             continue
         if not resolved:
-            issues = form.resolve(list(obj), line)
+            # keys may be left out of some objects: optional columns under their default
+            # names are always mapped (a missing key reads as empty)
+            issues = form.resolve(list(obj), line, keep_defaults=True)
             if issues:
                 yield from issues
                 return
@@ -797,6 +831,33 @@ def _parquet_cell(key: str, value: Any) -> Any:
     return value
 
 
+def long_row(
+    annotation: AnnotationRecord,
+    item: ItemRecord | None = None,
+    gold: JSONValue | None = None,
+) -> dict[str, Any]:
+    """The long-form row for one annotation (see ``docs/formats.md``): what
+    :func:`write_long` expects and the readers read back with default options."""
+    row: dict[str, Any] = {
+        "item_id": annotation.item_external_id,
+        "annotator": annotation.annotator,
+        "label": annotation.value,
+        "task_type": annotation.task_type,
+        "annotation_id": annotation.external_id,
+        "started_at": annotation.started_at,
+        "submitted_at": annotation.submitted_at,
+        "active_seconds": annotation.active_seconds,
+        "gold": gold,
+    }
+    if item is not None:
+        text = item.payload.get("text")
+        row["text"] = text if isinstance(text, str) else None
+        for name, value in item.segments.items():
+            row[f"segment_{name}"] = value
+        row["tags"] = list(item.tags) if item.tags else None
+    return row
+
+
 def option_names() -> list[str]:
     """The :class:`TabularOptions` field names (for CLI flags)."""
     return [f.name for f in fields(TabularOptions)]
@@ -805,6 +866,7 @@ def option_names() -> list[str]:
 __all__ = [
     "TabularOptions",
     "infer_value",
+    "long_row",
     "option_names",
     "read_csv",
     "read_jsonl",

@@ -172,8 +172,14 @@ def unit_counts(r: Ratings) -> UnitCounts:
 
 def one_rating_per_pair(r: Ratings, what: str) -> None:
     """Raise if an annotator rated an item more than once (pairwise methods need one)."""
-    key = r.item.astype(np.int64) * max(r.n_annotators, 1) + r.annotator
-    if len(np.unique(key)) != len(key):
+    n_ann = max(r.n_annotators, 1)
+    key = r.item * n_ann + r.annotator
+    size = r.n_items * n_ann
+    if size <= 4 * len(key) + (1 << 22):
+        repeated = len(key) > 0 and int(np.bincount(key, minlength=size).max()) > 1
+    else:
+        repeated = len(np.unique(key)) != len(key)
+    if repeated:
         raise ValueError(
             f"{what} needs one rating per annotator and item; some annotator rated an item "
             "more than once (deduplicate or adjudicate first)"

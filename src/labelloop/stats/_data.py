@@ -358,9 +358,8 @@ class Ratings:
         arr = np.asarray(matrix)
         if arr.ndim != 2:
             raise ValueError(f"matrix must be two-dimensional, got shape {arr.shape}")
-        if rows == "items":
-            arr = arr.T
-        n_ann, n_items = arr.shape
+        # work in the array's own (C) order: rows are arr's first axis
+        arr = np.ascontiguousarray(arr)
         if arr.dtype.kind in "iu":
             present = np.ones(arr.shape, dtype=bool)
         elif arr.dtype.kind == "f":
@@ -369,8 +368,22 @@ class Ratings:
             present = arr != ""
         else:
             present = np.vectorize(lambda v: not _is_nan(v), otypes=[bool])(arr)
-        ann_idx, item_idx = np.nonzero(present)
+        n_rows, n_cols = arr.shape
+        row_counts = present.sum(axis=1)
+        col_counts = present.sum(axis=0)
+        if n_rows <= 1024:  # few rows: per-row scans, no division
+            col_idx = np.concatenate([np.flatnonzero(present[i]) for i in range(n_rows)] or [np.zeros(0, np.int64)])
+            row_idx = np.repeat(np.arange(n_rows, dtype=np.int64), row_counts)
+        else:
+            flat = np.flatnonzero(present)
+            row_idx, col_idx = np.divmod(flat, n_cols)
         labels = arr[present]
+        if rows == "annotators":
+            ann_idx, item_idx, n_ann, n_items = row_idx, col_idx, n_rows, n_cols
+            ann_counts, item_counts = row_counts, col_counts
+        else:
+            ann_idx, item_idx, n_ann, n_items = col_idx, row_idx, n_cols, n_rows
+            ann_counts, item_counts = col_counts, row_counts
         if labels.dtype.kind == "O":
             kinds = {_label_kind(v) for v in labels.tolist()}
             if len(kinds) > 1:
@@ -401,8 +414,8 @@ class Ratings:
             values=values,
         )
         # the matrix already knows the counts: fill the cached properties for free
-        out.__dict__["item_counts"] = present.sum(axis=0).astype(np.int64)
-        out.__dict__["annotator_counts"] = present.sum(axis=1).astype(np.int64)
+        out.__dict__["item_counts"] = item_counts.astype(np.int64)
+        out.__dict__["annotator_counts"] = ann_counts.astype(np.int64)
         return out
 
     @classmethod

@@ -113,7 +113,12 @@ def cohen_kappa(
     if n == 0:
         raise ValueError("the two annotators share no item")
     key = la[both] * q + lb[both]
-    cells, cnt = np.unique(key, return_counts=True)
+    if q * q <= 4 * n + 4096:
+        full = np.bincount(key, minlength=q * q)
+        cells = np.flatnonzero(full)
+        cnt = full[cells]
+    else:
+        cells, cnt = np.unique(key, return_counts=True)
     value, se, po, pe = _kappa_from_cells(cells // q, cells % q, cnt.astype(np.float64), q, w)
     ci: tuple[float, float] | None = None
     se_out: float | None = se if np.isfinite(se) else None

@@ -268,30 +268,30 @@ def benjamini_hochberg(
         raise ValueError("p_values must be 1-D")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    ok = ~np.isnan(p)
-    if ((p[ok] < 0) | (p[ok] > 1)).any():
-        raise ValueError("p-values must lie in [0, 1]")
-    adjusted = np.full(p.shape, np.nan)
-    reject = np.zeros(p.shape, dtype=bool)
-    pv = p[ok]
+    nan = np.isnan(p)
+    has_nan = bool(nan.any())
+    pv = p[~nan] if has_nan else p
     m = pv.shape[0]
     if m == 0:
-        return reject, adjusted
+        return np.zeros(p.shape, dtype=bool), np.full(p.shape, np.nan)
+    if pv.min() < 0 or pv.max() > 1:
+        raise ValueError("p-values must lie in [0, 1]")
     order = np.argsort(pv)
+    ranked_p = pv[order]
     ecdf = np.arange(1, m + 1) / m
-    ranked = pv[order] / ecdf
-    q = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+    q = np.minimum(np.minimum.accumulate((ranked_p / ecdf)[::-1])[::-1], 1.0)
     out = np.empty(m)
     out[order] = q
-    adjusted[ok] = out
-    # step-up rule on the raw p-values (p_(i) <= i/m * alpha), avoiding rounding in q
-    below = np.flatnonzero(pv[order] <= ecdf * alpha)
-    rej_sorted = np.zeros(m, dtype=bool)
-    if below.size:
-        rej_sorted[: below[-1] + 1] = True
-    rej = np.empty(m, dtype=bool)
-    rej[order] = rej_sorted
-    reject[ok] = rej
+    # step-up rule on the raw p-values (p_(i) <= i/m * alpha), avoiding rounding in q;
+    # everything up to the largest such p_(r) is rejected (ties of p_(r) included)
+    below = np.flatnonzero(ranked_p <= ecdf * alpha)
+    rej = pv <= ranked_p[below[-1]] if below.size else np.zeros(m, dtype=bool)
+    if not has_nan:
+        return np.asarray(rej, dtype=np.bool_), out
+    adjusted = np.full(p.shape, np.nan)
+    reject = np.zeros(p.shape, dtype=bool)
+    adjusted[~nan] = out
+    reject[~nan] = rej
     return reject, adjusted
 
 

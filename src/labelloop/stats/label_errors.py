@@ -17,6 +17,8 @@ out-of-sample predicted probabilities ``p_ik``, it estimates which labels are wr
   margin ``p_ik - p_ij``; ``both`` is their intersection; ``confident_learning`` flags the
   off-diagonal examples of ``C`` itself; ``predicted_neq_given`` flags ``argmax p_i != y_i``.
   Examples whose given label is (within ``1e-6``) the argmax are never flagged.
+  ``low_self_confidence`` / ``low_normalized_margin`` flag as many examples as
+  ``confident_learning`` does, but the lowest-scoring ones (no argmax exemption).
 
 The flagged sets are equal to ``cleanlab.filter.find_label_issues`` (cleanlab 2.x) on the
 same inputs; ties are broken exactly as cleanlab's ``numpy.argsort`` does. The speed comes
@@ -45,7 +47,13 @@ import numpy.typing as npt
 from labelloop.stats._data import Ratings
 
 FilterBy = Literal[
-    "prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+    "low_self_confidence",
+    "low_normalized_margin",
 ]
 RankBy = Literal["self_confidence", "normalized_margin"]
 FILTERS: tuple[FilterBy, ...] = (
@@ -54,6 +62,8 @@ FILTERS: tuple[FilterBy, ...] = (
     "both",
     "confident_learning",
     "predicted_neq_given",
+    "low_self_confidence",
+    "low_normalized_margin",
 )
 RANKINGS: tuple[RankBy, ...] = ("self_confidence", "normalized_margin")
 
@@ -265,7 +275,7 @@ def label_quality_scores(
     2022, "Model-agnostic label quality scoring").
     """
     lab, probs = _check_inputs(labels, pred_probs)
-    return _quality(lab, probs, method)
+    return np.asarray(_quality(lab, probs, method), dtype=np.float64)
 
 
 def _self_confidence(lab: IntArray, probs: AnyFloatArray) -> AnyFloatArray:
@@ -277,17 +287,17 @@ def _self_confidence(lab: IntArray, probs: AnyFloatArray) -> AnyFloatArray:
 
 def _quality(
     lab: IntArray, probs: AnyFloatArray, method: str, self_conf: AnyFloatArray | None = None
-) -> FloatArray:
+) -> AnyFloatArray:
+    """Scores in the dtype of ``probs`` (float32 stays float32: sorting ties as cleanlab)."""
     rows = np.arange(lab.shape[0])
     if self_conf is None:
         self_conf = _self_confidence(lab, probs)
     if method == "self_confidence":
-        return np.asarray(self_conf, dtype=np.float64)
+        return self_conf
     if method == "normalized_margin":
         others = probs.copy()
         others[rows, lab] = -np.inf
-        margin = (self_conf - others.max(axis=1) + 1) / 2
-        return np.asarray(margin, dtype=np.float64)
+        return np.asarray((self_conf - others.max(axis=1) + 1) / 2)
     raise ValueError(f"unknown ranking {method!r}; expected one of {', '.join(RANKINGS)}")
 
 
@@ -339,10 +349,12 @@ def find_label_issues(
         pred_probs: out-of-sample predicted probabilities, n × K (e.g. cross-validated);
             in-sample probabilities overfit the noisy labels and hide errors.
         filter_by: ``prune_by_noise_rate`` (default, as cleanlab), ``prune_by_class``,
-            ``both``, ``confident_learning`` or ``predicted_neq_given`` (module docstring).
+            ``both``, ``confident_learning``, ``predicted_neq_given``,
+            ``low_self_confidence`` or ``low_normalized_margin`` (module docstring).
         rank_by: ``self_confidence`` or ``normalized_margin`` for ordering the flagged set.
         min_examples_per_class: never prune a class below this many examples.
-        frac_noise: flag only this fraction of the estimated errors per class (``(0, 1]``).
+        frac_noise: flag only this fraction of the estimated errors per class (``(0, 1]``;
+            prune filters only).
 
     The flagged set equals ``cleanlab.filter.find_label_issues(labels, pred_probs,
     filter_by=..., min_examples_per_class=..., frac_noise=...)`` and ``ranked`` equals its
@@ -387,17 +399,22 @@ def find_label_issues(
                         hit |= _smallest_mask(-(sub[:, j] - sub[:, c]), int(pcm[j, c]))
                 by_rate[rows[hit]] = True
         mask = by_class & by_rate if filter_by == "both" else (by_class if do_class else by_rate)
-    elif filter_by == "confident_learning":
-        mask[off_diag] = True
-    else:  # predicted_neq_given
+    elif filter_by == "predicted_neq_given":
         mask = np.asarray(probs.argmax(axis=1) != lab)
+    else:  # confident_learning, and the count for low_self_confidence / low_normalized_margin
+        mask[off_diag] = True
 
     flagged = np.flatnonzero(mask)
     if flagged.size:
         mask[flagged[_given_is_argmax(probs, lab, flagged)]] = False
+    if filter_by in ("low_self_confidence", "low_normalized_margin"):
+        # the |confident_learning| lowest-scoring items, with no argmax exemption (cleanlab)
+        score = _quality(lab, probs, filter_by[4:], self_conf)
+        mask = _smallest_mask(score, int(mask.sum()))
     quality = _quality(lab, probs, rank_by, self_conf)
     idx = np.flatnonzero(mask).astype(np.int64)
     ranked = idx[np.argsort(quality[mask])]
+    quality = np.asarray(quality, dtype=np.float64)
     return LabelIssues(
         is_issue=mask,
         ranked=ranked,
@@ -423,7 +440,8 @@ class MultiAnnotatorQuality:
         posterior: items × K posterior class probabilities combining model and votes.
         rating_quality: per rating (row of ``ratings``), posterior probability of the label
             that annotator gave (CROWDLAB's per-annotation label quality).
-        annotator_quality: per annotator, CROWDLAB annotator quality in ``[0, 1]``.
+        annotator_quality: per annotator, CROWDLAB annotator quality in ``[0, 1]`` (NaN for
+            an annotator without ratings, or without multiply-rated items).
         annotator_agreement: per annotator, fraction of their ratings equal to the consensus.
         annotator_num_labeled: ratings per annotator.
         annotator_weight: per annotator, the CROWDLAB weight ``max(1 - err/err_mlc, 1e-6)``.
@@ -575,6 +593,11 @@ def crowdlab(
     k = ratings.n_categories
     item, ann, lab = ratings.item, ratings.annotator, ratings.label
     n_ann = np.bincount(item, minlength=ratings.n_items).astype(np.int64)
+    if (n_ann == 0).any():
+        first = int(np.flatnonzero(n_ann == 0)[0])
+        raise ValueError(
+            f"item {ratings.items[first]!r} has no ratings; drop unrated items (pred_probs rows too)"
+        )
     if not (n_ann > 1).any():
         raise ValueError("CROWDLAB needs at least one item rated by two or more annotators")
     counts = (
@@ -591,9 +614,13 @@ def crowdlab(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         agree_ann = num / den
-    no_overlap = den == 0
+    active = (
+        np.bincount(ann, minlength=ratings.n_annotators) > 0
+    )  # Ratings.subset may leave some out
+    no_overlap = (den == 0) & active
     if no_overlap.any():
-        agree_ann[no_overlap] = np.mean(agree_ann[~no_overlap])
+        agree_ann[no_overlap] = np.mean(agree_ann[den > 0])
+    agree_ann[~active] = np.nan
 
     consensus = _majority_vote(counts, probs, ratings)
     posterior, agreement, ann_weight, model_weight = _crowdlab_stats(
@@ -611,17 +638,18 @@ def crowdlab(
     rating_quality = posterior[item, lab]
     m = ratings.n_annotators
     n_labeled = np.bincount(ann, minlength=m).astype(np.int64)
-    mean_lq = np.bincount(ann, weights=rating_quality, minlength=m) / n_labeled
     hits = (lab == consensus[item]).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_lq = np.bincount(ann, weights=rating_quality, minlength=m) / n_labeled
+        annotator_agreement = np.bincount(ann, weights=hits, minlength=m) / n_labeled
     on_multi = (n_ann[item] != 1).astype(np.float64)
     num_c = np.bincount(ann, weights=hits * on_multi, minlength=m)
     den_c = np.bincount(ann, weights=on_multi, minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         agree_multi = np.where(den_c > 0, num_c / np.where(den_c > 0, den_c, 1.0), np.nan)
-    adjusted = float(np.sum(ann_weight)) * (float(np.mean(n_ann)) / m)
+    adjusted = float(np.nansum(ann_weight)) * (float(np.mean(n_ann)) / int(active.sum()))
     wq = model_weight / (model_weight + adjusted)
     annotator_quality = wq * mean_lq + (1 - wq) * agree_multi
-    annotator_agreement = np.bincount(ann, weights=hits, minlength=m) / n_labeled
     return MultiAnnotatorQuality(
         consensus_label=consensus,
         consensus_quality=np.asarray(consensus_quality, dtype=np.float64),

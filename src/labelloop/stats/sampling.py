@@ -24,6 +24,8 @@ Designs:
     ``π_i = min(1, c·w_i)`` with ``Σ π_i = n`` (units that would exceed 1 are taken with
     certainty and the rest rescaled). Joint probabilities have no closed form; variances
     use the with-replacement (Hansen–Hurwitz) approximation, slightly conservative.
+    With ``strata`` and ``allocation`` the draw is done independently inside each stratum
+    (stratified πps: risk weighting within segments).
 ``poisson``
     Poisson sampling: independent Bernoulli(``π_i``) draws, same ``π_i``, random sample
     size with expectation ``n``; joint probabilities are ``π_i π_j`` so the HT variance is
@@ -106,8 +108,9 @@ class SamplePlan:
 
     def rows(self) -> list[tuple[int, Any, float]]:
         """``(population index, stratum label, π)`` per selected unit, for freezing a sample."""
+        labels = self.strata.tolist()
         return [
-            (int(i), self.strata[s], float(p))
+            (int(i), labels[s], float(p))
             for i, s, p in zip(
                 self.indices.tolist(),
                 self.stratum.tolist(),
@@ -210,13 +213,15 @@ def _water_fill(
     share: FloatArray, floor: FloatArray, cap: FloatArray, n: float
 ) -> FloatArray | None:
     """``clip(λ·share, floor, cap)`` summing to ``n`` (bisection on ``λ``), or None if impossible."""
+    if share.max(initial=0.0) > 0:  # negligible shares would need an astronomically large λ
+        share = np.where(share < share.max() * 1e-12, 0.0, share / share.max())
     top = np.where(share > 0, cap, floor)
     if top.sum() < n - 1e-9:
         return None
     if floor.sum() >= n - 1e-9:
         return floor.copy()
     lo, hi = 0.0, 1.0
-    while np.clip(hi * share, floor, cap).sum() < n:
+    while np.clip(hi * share, floor, cap).sum() < n and hi < 1e30:
         hi *= 2.0
     for _ in range(200):
         mid = (lo + hi) / 2
@@ -292,6 +297,7 @@ def allocate(
         )
     cap = sizes.astype(np.float64)
     # n_h = clip(λ·share_h, floor_h, N_h) with λ chosen so that Σ n_h = n
+    share = np.where(share < share.max(initial=0.0) * 1e-12, 0.0, share)
     value = _water_fill(share, floor, cap, float(n))
     if value is None:  # the shares cannot absorb n: fill the zero-share strata evenly
         lower = np.where(share > 0, cap, floor)

@@ -67,7 +67,10 @@ class Prepared:
         )
         annotator = np.ascontiguousarray(data.annotator[order], dtype=np.int64)
         label = np.ascontiguousarray(data.label[order], dtype=np.int64)
-        weight = np.ascontiguousarray(data.weight[order], dtype=np.float64)
+        if data.weight.shape == data.item.shape:
+            weight = np.ascontiguousarray(data.weight[order], dtype=np.float64)
+        else:  # a Ratings built by hand without weights
+            weight = np.ones(order.size)
         return cls(
             n_items=n_items,
             n_annotators=data.n_annotators,
@@ -272,6 +275,13 @@ class ConfusionEM(EMEstimator):
         )
         self._stats = (counts, totals)
         return probas, ll
+
+    def _run_em(self, prep: Prepared, probas: FloatArray, history: list[float]) -> FloatArray:
+        self._stats = None  # never reuse statistics of another fit or start
+        try:
+            return super()._run_em(prep, probas, history)
+        finally:
+            self._stats = None
 
     def _take_stats(self, prep: Prepared, probas: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Sufficient statistics of ``probas`` (from the last pass when it made them)."""

@@ -16,7 +16,8 @@ EM: the E-step sets ``q_ic = P(z_i = c | y, π, e)``; the M-step sets
 
 with ``a = smoothing`` and ``b = prior_smoothing`` (Dirichlet pseudo-counts, i.e. MAP
 with Dirichlet(1 + a) priors; they keep annotators with a single label and classes
-nobody used away from zeros). Start: the majority-vote shares (or ``init_probas``).
+nobody used away from zeros). Start: the majority-vote shares (or ``init_probas``
+given to ``fit``).
 
 crowd-kit equivalence: ``DawidSkene(smoothing=0, prior_smoothing=0, min_prob=1e-10,
 max_iter=n, tol=0)`` reproduces crowd-kit's ``DawidSkene(n_iter=n, tol=0)`` labels and
@@ -26,8 +27,12 @@ without pseudo-counts); its ``errors_`` are one M-step further than ``confusions
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Self
+
 import numpy as np
 
+from .._data import Ratings
 from ._base import ConfusionEM, FloatArray, IntArray, Prepared, argmax_codes, normalize_rows
 
 
@@ -72,6 +77,25 @@ class DawidSkene(ConfusionEM):
         if self.min_prob >= 1:
             raise ValueError(f"min_prob must be below 1, got {self.min_prob!r}")
 
+    def fit(
+        self,
+        data: Ratings,
+        gold: Mapping[Any, Any] | None = None,
+        *,
+        init_probas: FloatArray | None = None,
+    ) -> Self:
+        """Fit by EM from the majority-vote shares, or from ``init_probas``.
+
+        ``init_probas`` (items × categories, rows summing to one, aligned with
+        ``data.items``) replaces the majority-vote start, e.g. posteriors of an earlier
+        fit or of another model.
+        """
+        self._init = init_probas
+        try:
+            return super().fit(data, gold)
+        finally:
+            del self._init
+
     def _fit(self, prep: Prepared) -> IntArray:
         init = self._init_probas(prep)
         probas = self._run_em(prep, init, [])
@@ -79,7 +103,17 @@ class DawidSkene(ConfusionEM):
         return argmax_codes(probas)
 
     def _init_probas(self, prep: Prepared) -> FloatArray:
-        return prep.clamp(normalize_rows(prep.vote_counts()))
+        given = getattr(self, "_init", None)
+        if given is None:
+            return prep.clamp(normalize_rows(prep.vote_counts()))
+        probas = np.array(given, dtype=np.float64)
+        if probas.shape != (prep.n_items, prep.k):
+            raise ValueError(
+                f"init_probas must have shape ({prep.n_items}, {prep.k}), got {probas.shape}"
+            )
+        if not np.all(np.isfinite(probas)) or np.any(probas < 0):
+            raise ValueError("init_probas must be finite and non-negative")
+        return prep.clamp(normalize_rows(probas))
 
     def _fit_single_category(self, prep: Prepared) -> None:
         self.confusions_ = np.ones((prep.n_annotators, 1, 1))
