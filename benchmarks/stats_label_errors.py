@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from labelloop.stats._data import Ratings
 from labelloop.stats.distributions import benjamini_hochberg, chi2_homogeneity
@@ -35,7 +36,7 @@ def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 def noisy_pred_probs(
     n: int, k: int, *, noise: float = 0.1, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Softmax probabilities of a decent model and labels with ``noise`` random flips."""
     rng = np.random.default_rng(seed)
     true = rng.integers(0, k, n)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from labelloop.accounts.actor import Actor
 from labelloop.audits import service as audits
@@ -66,8 +67,13 @@ def run_due(
 
 
 def _open_one(
-    factory, actor: Actor, policy_id: int, name: str, start: datetime, end: datetime
-) -> JobResult:  # type: ignore[no-untyped-def]
+    factory: sessionmaker[Session],
+    actor: Actor,
+    policy_id: int,
+    name: str,
+    start: datetime,
+    end: datetime,
+) -> JobResult:
     try:
         with session_scope(factory) as session:
             policy = session.get(AuditPolicy, policy_id)

@@ -13,12 +13,16 @@ from labelloop.errors import PermissionDenied
 
 def roles_of(session: Session, user_id: int, project_id: int) -> frozenset[Role]:
     rows = session.scalars(
-        select(Membership.role).where(Membership.user_id == user_id, Membership.project_id == project_id)
+        select(Membership.role).where(
+            Membership.user_id == user_id, Membership.project_id == project_id
+        )
     )
     return frozenset(Role(r) for r in rows)
 
 
-def require(session: Session, actor: Actor, permission: Permission, *, project_id: int | None) -> None:
+def require(
+    session: Session, actor: Actor, permission: Permission, *, project_id: int | None
+) -> None:
     """Raise PermissionDenied unless ``actor`` may do ``permission`` in the project."""
     if actor.system or actor.is_admin:
         return

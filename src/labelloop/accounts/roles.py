@@ -30,12 +30,19 @@ class Permission(StrEnum):
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.LEAD: frozenset(Permission),
     Role.ADJUDICATOR: frozenset(
-        {Permission.PROJECT_READ, Permission.ADJUDICATE, Permission.GOLD_WRITE, Permission.AUDIT_REVIEW}
+        {
+            Permission.PROJECT_READ,
+            Permission.ADJUDICATE,
+            Permission.GOLD_WRITE,
+            Permission.AUDIT_REVIEW,
+        }
     ),
     Role.AUDITOR: frozenset({Permission.PROJECT_READ, Permission.AUDIT_REVIEW}),
     Role.MENTOR: frozenset({Permission.PROJECT_READ, Permission.ANNOTATE, Permission.AUDIT_REVIEW}),
     Role.ANNOTATOR: frozenset({Permission.PROJECT_READ, Permission.ANNOTATE}),
-    Role.MODEL: frozenset({Permission.PROJECT_READ, Permission.PREDICTION_WRITE, Permission.DATA_EXPORT}),
+    Role.MODEL: frozenset(
+        {Permission.PROJECT_READ, Permission.PREDICTION_WRITE, Permission.DATA_EXPORT}
+    ),
 }
 
 

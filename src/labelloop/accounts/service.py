@@ -37,7 +37,12 @@ def check_password(user: User, password: str) -> bool:
 
 
 def _public(user: User) -> dict[str, object]:
-    return {"username": user.username, "email": user.email, "is_admin": user.is_admin, "is_active": user.is_active}
+    return {
+        "username": user.username,
+        "email": user.email,
+        "is_admin": user.is_admin,
+        "is_active": user.is_active,
+    }
 
 
 def create_user(
@@ -66,7 +71,12 @@ def create_user(
     session.add(user)
     session.flush()
     trail.service.append(
-        session, actor=actor.name, action="user.create", entity_type="user", entity_id=user.id, after=_public(user)
+        session,
+        actor=actor.name,
+        action="user.create",
+        entity_type="user",
+        entity_id=user.id,
+        after=_public(user),
     )
     return user
 
@@ -82,14 +92,18 @@ def list_users(session: Session) -> Sequence[User]:
     return session.scalars(select(User).order_by(User.username)).all()
 
 
-def ensure_users(session: Session, *, actor: Actor, usernames: set[str], project_id: int) -> dict[str, int]:
+def ensure_users(
+    session: Session, *, actor: Actor, usernames: set[str], project_id: int
+) -> dict[str, int]:
     """Ids of the named users, creating password-less annotator accounts (with an
     ``annotator`` membership in the project) for names not seen before. Used by imports."""
     found: dict[str, int] = {}
     names = sorted(usernames)
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
-        for uid, name in session.execute(select(User.id, User.username).where(User.username.in_(chunk))):
+        for uid, name in session.execute(
+            select(User.id, User.username).where(User.username.in_(chunk))
+        ):
             found[name] = uid
     for name in names:
         if name in found:
@@ -116,17 +130,23 @@ def ensure_users(session: Session, *, actor: Actor, usernames: set[str], project
     )
     for name in names:
         if found[name] not in have:
-            session.add(Membership(user_id=found[name], project_id=project_id, role=Role.ANNOTATOR.value))
+            session.add(
+                Membership(user_id=found[name], project_id=project_id, role=Role.ANNOTATOR.value)
+            )
     session.flush()
     return found
 
 
-def grant(session: Session, *, actor: Actor, username: str, project_id: int, role: Role) -> Membership:
+def grant(
+    session: Session, *, actor: Actor, username: str, project_id: int, role: Role
+) -> Membership:
     require(session, actor, Permission.PROJECT_MANAGE, project_id=project_id)
     user = get_user(session, username)
     existing = session.scalar(
         select(Membership).where(
-            Membership.user_id == user.id, Membership.project_id == project_id, Membership.role == role.value
+            Membership.user_id == user.id,
+            Membership.project_id == project_id,
+            Membership.role == role.value,
         )
     )
     if existing is not None:
@@ -151,7 +171,9 @@ def revoke(session: Session, *, actor: Actor, username: str, project_id: int, ro
     user = get_user(session, username)
     membership = session.scalar(
         select(Membership).where(
-            Membership.user_id == user.id, Membership.project_id == project_id, Membership.role == role.value
+            Membership.user_id == user.id,
+            Membership.project_id == project_id,
+            Membership.role == role.value,
         )
     )
     if membership is None:

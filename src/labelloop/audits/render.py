@@ -221,7 +221,7 @@ def _bar_chart(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     span = width - left - 60
 
     def x(v: float) -> float:
-        return left + span * (v / scale_max)
+        return float(left + span * (v / scale_max))
 
     parts = [
         f'<svg role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" width="100%">',

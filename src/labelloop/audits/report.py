@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as sps
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -182,7 +183,7 @@ def _patterns(units: Sequence[_Unit], confidence: float) -> list[dict[str, Any]]
     if not judged:
         return []
     err = np.asarray([u.verdict == "incorrect" for u in judged])
-    groups: dict[tuple[str, str], np.ndarray] = {}
+    groups: dict[tuple[str, str], npt.NDArray[np.bool_]] = {}
 
     def add(dimension: str, keys: Sequence[str | None]) -> None:
         for key in sorted({k for k in keys if k is not None}):
@@ -236,8 +237,8 @@ def _patterns(units: Sequence[_Unit], confidence: float) -> list[dict[str, Any]]
     # annotator versus the same pair among everyone else's judged units
     pair_of = [(u.given, u.truth) if u.verdict == "incorrect" else None for u in judged]
     for annotator in sorted({u.annotator for u in judged}):
-        mine = np.asarray([u.annotator == annotator for u in judged])
-        pairs = Counter(p for p, m in zip(pair_of, mine, strict=True) if m and p is not None)
+        is_mine = np.asarray([u.annotator == annotator for u in judged])
+        pairs = Counter(p for p, m in zip(pair_of, is_mine, strict=True) if m and p is not None)
         for (given, truth), n_pair in sorted(pairs.items()):
             if n_pair < MIN_ERRORS:
                 continue
@@ -246,10 +247,10 @@ def _patterns(units: Sequence[_Unit], confidence: float) -> list[dict[str, Any]]
                 {
                     "dimension": "annotator confusion",
                     "group": f"{annotator}: {given} where {truth} is right",
-                    "errors": int((hit & mine).sum()),
-                    "reviewed": int(mine.sum()),
-                    "rest_errors": int((hit & ~mine).sum()),
-                    "rest_reviewed": int((~mine).sum()),
+                    "errors": int((hit & is_mine).sum()),
+                    "reviewed": int(is_mine.sum()),
+                    "rest_errors": int((hit & ~is_mine).sum()),
+                    "rest_reviewed": int((~is_mine).sum()),
                     "annotator": annotator,
                     "pair": [given, truth],
                 }
@@ -489,7 +490,7 @@ def compute_report(
             agreement["krippendorff_alpha"] = {"value": None, "reason": str(exc)}
         try:
             pw = _kappa.pairwise_kappa(ratings)
-            pairs = []
+            pairs: list[dict[str, Any]] = []
             ann = list(pw.annotators)
             for i in range(len(ann)):
                 for j in range(i + 1, len(ann)):
@@ -502,11 +503,11 @@ def compute_report(
                                 "n_overlap": int(pw.n_overlap[i, j]),
                             }
                         )
-            vals = [p["kappa"] for p in pairs if p["kappa"] is not None]
+            vals = [float(p["kappa"]) for p in pairs if p["kappa"] is not None]
             agreement["pairwise_kappa"] = {
                 "mean": _r(statistics.fmean(vals)) if vals else None,
                 "pairs": len(pairs),
-                "lowest": sorted(pairs, key=lambda p: p["kappa"])[:5],
+                "lowest": sorted(pairs, key=lambda p: float(p["kappa"] or 0.0))[:5],
             }
         except ValueError as exc:
             agreement["pairwise_kappa"] = {"mean": None, "reason": str(exc)}
@@ -566,8 +567,8 @@ def compute_report(
     wrong = [u for u in judged if u.verdict == "incorrect"]
     cats = Counter(u.category or "unclassified" for u in wrong)
     sev_by_cat: dict[str, Counter[str]] = defaultdict(Counter)
-    for u in wrong:
-        sev_by_cat[u.category or "unclassified"][u.severity or "medium"] += 1
+    for w in wrong:
+        sev_by_cat[w.category or "unclassified"][w.severity or "medium"] += 1
     report["error_categories"] = [
         {"category": c, "count": n, "share": _r(n / len(wrong)), "severity": dict(sev_by_cat[c])}
         for c, n in cats.most_common()
@@ -585,13 +586,13 @@ def compute_report(
     # ---- edge cases
     created: dict[int, datetime] = {}
     item_rows = []
-    for i in session.execute(
+    for irow in session.execute(
         select(Item.id, Item.tags, Item.created_at, Item.meta).where(Item.project_id == project.id)
     ):
         # the source tool's creation time (metadata) when the item was imported
-        created[i.id] = _parse_time((i.meta or {}).get("created_at")) or i.created_at
-        if created[i.id] < run.window_end:
-            item_rows.append(i)
+        created[irow.id] = _parse_time((irow.meta or {}).get("created_at")) or irow.created_at
+        if created[irow.id] < run.window_end:
+            item_rows.append(irow)
     edge_items = {i.id for i in item_rows if "edge-case" in (i.tags or [])}
     labelled_items = {r.item_id for r in population}
     audited_items = {u.item_id for u in all_units}
@@ -615,7 +616,7 @@ def compute_report(
             Annotation.project_id == project.id, Annotation.submitted_at.is_not(None)
         )
     ):
-        if iid not in first_label or ts < first_label[iid]:
+        if ts is not None and (iid not in first_label or ts < first_label[iid]):
             first_label[iid] = ts
     to_label = [
         (first_label[iid] - created[iid]).total_seconds() / 3600
@@ -692,16 +693,16 @@ def _recommendations(report: dict[str, Any], run: AuditRun) -> list[dict[str, An
             }
         )
     for idx, c in enumerate(report.get("error_categories", [])):
-        kind = CATEGORY_ACTION.get(c["category"])
-        if kind is None or c["count"] < MIN_ERRORS:
+        action_kind = CATEGORY_ACTION.get(c["category"])
+        if action_kind is None or c["count"] < MIN_ERRORS:
             continue
         sev = c.get("severity", {})
         total = sum(sev.values()) or 1
         weight = sum(SEVERITY_WEIGHT.get(s, 2.0) * n for s, n in sev.items()) / total
         out.append(
             {
-                "kind": kind,
-                "action": f"Address '{c['category']}' errors ({c['count']} found): {kind}",
+                "kind": action_kind,
+                "action": f"Address '{c['category']}' errors ({c['count']} found): {action_kind}",
                 "evidence": f"error_categories[{idx}]",
                 "affected_estimate": round(c["count"] / sample * population, 1),
                 "severity_weight": round(weight, 2),

@@ -43,8 +43,10 @@ def init_cmd(database_url: DatabaseUrl = None) -> None:
         engine.dispose()
     settings.ensure_secret_key()
     console.print(f"database ready at [bold]{settings.database_url}[/]")
-    console.print("next: [bold]labelloop project create NAME --schema schema.yaml[/] "
-                  "or [bold]labelloop import FILE --project NAME --create[/]")
+    console.print(
+        "next: [bold]labelloop project create NAME --schema schema.yaml[/] "
+        "or [bold]labelloop import FILE --project NAME --create[/]"
+    )
 
 
 @app.command("version")

@@ -240,7 +240,7 @@ def runs_cmd(
             if policy
             else list(service.list_policies(session, proj))
         )
-        rows = []
+        rows: list[dict[str, Any]] = []
         for pol in policies:
             for run in service.runs_of(session, pol):
                 prog = service.progress(session, run)
@@ -344,7 +344,7 @@ def review_cmd(
             rule_ref=rule,
             comment=comment,
             active_seconds=active_seconds,
-        )  # type: ignore[arg-type]
+        )
     except Exception as exc:  # pydantic.ValidationError
         raise fail(str(exc)) from None
     with open_session(database_url) as session:

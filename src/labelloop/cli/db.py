@@ -22,7 +22,9 @@ def upgrade_cmd(
     try:
         with handle_errors():
             upgrade(engine, revision)
-            console.print(f"database at revision [bold]{current(engine)}[/] ({engine.url.render_as_string()})")
+            console.print(
+                f"database at revision [bold]{current(engine)}[/] ({engine.url.render_as_string()})"
+            )
     finally:
         engine.dispose()
 

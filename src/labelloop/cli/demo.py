@@ -166,9 +166,9 @@ def demo_cmd(
             "patterns",
             title="audit cycles (policy weekly-quality)",
         )
-        for c in cycles:
+        for cyc in cycles:
             audit_table.add_row(
-                str(c["run"]), c["window"], c["size"], c["error_rate"], c["patterns"]
+                cyc["run"], cyc["window"], cyc["size"], cyc["error_rate"], cyc["patterns"]
             )
         console.print(audit_table)
         console.print(

@@ -36,7 +36,9 @@ def show_cmd(
     entity_id: Annotated[str | None, typer.Option(help="Id of the entity.")] = None,
     actor: Annotated[str | None, typer.Option(help="e.g. cli:root or user:alice.")] = None,
     action: Annotated[str | None, typer.Option(help="Action, * as wildcard (import.*).")] = None,
-    since: Annotated[datetime | None, typer.Option(help="Only events at or after (ISO 8601).")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Only events at or after (ISO 8601).")
+    ] = None,
     until: Annotated[datetime | None, typer.Option(help="Only events before (ISO 8601).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many events.")] = 50,
     as_json: JsonFlag = False,

@@ -22,10 +22,14 @@ def create_cmd(
     email: Annotated[str | None, typer.Option(help="Email address.")] = None,
     password: Annotated[
         str | None,
-        typer.Option(help="Password (prompted when omitted and --no-login not given).", hide_input=True),
+        typer.Option(
+            help="Password (prompted when omitted and --no-login not given).", hide_input=True
+        ),
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Global administrator.")] = False,
-    no_login: Annotated[bool, typer.Option("--no-login", help="Account without a password.")] = False,
+    no_login: Annotated[
+        bool, typer.Option("--no-login", help="Account without a password.")
+    ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a user (password hashed with argon2)."""
@@ -33,7 +37,12 @@ def create_cmd(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with open_session(database_url) as session:
         user = service.create_user(
-            session, actor=Actor.local(), username=username, email=email, password=password, is_admin=admin
+            session,
+            actor=Actor.local(),
+            username=username,
+            email=email,
+            password=password,
+            is_admin=admin,
         )
         console.print(f"created user [bold]{user.username}[/] (id {user.id})")
 
@@ -47,8 +56,13 @@ def list_cmd(as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> Non
             typer.echo(
                 json.dumps(
                     [
-                        {"id": u.id, "username": u.username, "email": u.email, "is_admin": u.is_admin,
-                         "can_login": u.password_hash is not None}
+                        {
+                            "id": u.id,
+                            "username": u.username,
+                            "email": u.email,
+                            "is_admin": u.is_admin,
+                            "can_login": u.password_hash is not None,
+                        }
                         for u in users
                     ],
                     indent=2,
@@ -57,8 +71,13 @@ def list_cmd(as_json: JsonFlag = False, database_url: DatabaseUrl = None) -> Non
             return
         table = Table("id", "username", "email", "admin", "can log in")
         for u in users:
-            table.add_row(str(u.id), u.username, u.email or "", "yes" if u.is_admin else "",
-                          "yes" if u.password_hash else "")
+            table.add_row(
+                str(u.id),
+                u.username,
+                u.email or "",
+                "yes" if u.is_admin else "",
+                "yes" if u.password_hash else "",
+            )
         console.print(table)
 
 
@@ -66,14 +85,21 @@ def _role(value: str) -> Role:
     try:
         return Role(value)
     except ValueError:
-        raise typer.BadParameter(f"unknown role {value!r}; one of {', '.join(r.value for r in Role)}") from None
+        raise typer.BadParameter(
+            f"unknown role {value!r}; one of {', '.join(r.value for r in Role)}"
+        ) from None
 
 
 @app.command("grant")
 def grant_cmd(
     username: str,
     project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
-    role: Annotated[str, typer.Option("--role", "-r", help="lead, adjudicator, auditor, mentor, annotator or model.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role", "-r", help="lead, adjudicator, auditor, mentor, annotator or model."
+        ),
+    ],
     database_url: DatabaseUrl = None,
 ) -> None:
     """Give a user a role in a project."""
@@ -81,7 +107,9 @@ def grant_cmd(
 
     with open_session(database_url) as session:
         p = get_project(session, project)
-        service.grant(session, actor=Actor.local(), username=username, project_id=p.id, role=_role(role))
+        service.grant(
+            session, actor=Actor.local(), username=username, project_id=p.id, role=_role(role)
+        )
         console.print(f"{username} is now {role} in {p.name}")
 
 
@@ -97,5 +125,7 @@ def revoke_cmd(
 
     with open_session(database_url) as session:
         p = get_project(session, project)
-        service.revoke(session, actor=Actor.local(), username=username, project_id=p.id, role=_role(role))
+        service.revoke(
+            session, actor=Actor.local(), username=username, project_id=p.id, role=_role(role)
+        )
         console.print(f"{username} is no longer {role} in {p.name}")

@@ -151,7 +151,7 @@ def _review(
                 verdict="incorrect",
                 corrected_value=label,
                 error_category=category,
-                severity=severity,  # type: ignore[arg-type]
+                severity=severity,
                 rule_ref=rule,
                 comment=f"This ticket is {label}, not {given}.",
                 active_seconds=float(rng.uniform(20, 90)),

@@ -124,9 +124,7 @@ def _encode_labels(
         uniq, inverse = _encode_fast(labels)
         index = {c: i for i, c in enumerate(cats)}
         try:
-            remap = np.fromiter(
-                (index[v] for v in uniq.tolist()), dtype=np.int64, count=len(uniq)
-            )
+            remap = np.fromiter((index[v] for v in uniq.tolist()), dtype=np.int64, count=len(uniq))
         except KeyError as exc:
             raise ValueError(
                 f"label {exc.args[0]!r} is not among the declared categories"
@@ -372,7 +370,9 @@ class Ratings:
         row_counts = present.sum(axis=1)
         col_counts = present.sum(axis=0)
         if n_rows <= 1024:  # few rows: per-row scans, no division
-            col_idx = np.concatenate([np.flatnonzero(present[i]) for i in range(n_rows)] or [np.zeros(0, np.int64)])
+            col_idx = np.concatenate(
+                [np.flatnonzero(present[i]) for i in range(n_rows)] or [np.zeros(0, np.int64)]
+            )
             row_idx = np.repeat(np.arange(n_rows, dtype=np.int64), row_counts)
         else:
             flat = np.flatnonzero(present)
@@ -387,7 +387,9 @@ class Ratings:
         if labels.dtype.kind == "O":
             kinds = {_label_kind(v) for v in labels.tolist()}
             if len(kinds) > 1:
-                raise ValueError(f"labels have mixed types ({', '.join(sorted(kinds))}); use one type")
+                raise ValueError(
+                    f"labels have mixed types ({', '.join(sorted(kinds))}); use one type"
+                )
             if kinds == {"number"}:
                 labels = labels.astype(np.float64)
             elif kinds == {"str"}:

@@ -104,7 +104,9 @@ def _item_types(
         csr = sp.csr_matrix(mat)
         rng = np.random.default_rng(12345)
         proj = np.asarray(csr @ rng.random((csr.shape[1], 2)))
-        _, first, inv, cnt = np.unique(proj, axis=0, return_index=True, return_inverse=True, return_counts=True)
+        _, first, inv, cnt = np.unique(
+            proj, axis=0, return_index=True, return_inverse=True, return_counts=True
+        )
         inv = inv.reshape(-1)
         if len(cnt) > n // 4:
             return None

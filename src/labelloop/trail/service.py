@@ -99,7 +99,11 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
     for (event,) in rows:
         checked += 1
         if event.seq != prev_seq + 1:
-            missing = f"{prev_seq + 1}" if event.seq == prev_seq + 2 else f"{prev_seq + 1}..{event.seq - 1}"
+            missing = (
+                f"{prev_seq + 1}"
+                if event.seq == prev_seq + 2
+                else f"{prev_seq + 1}..{event.seq - 1}"
+            )
             problems.append(f"event(s) {missing} missing before event {event.seq} (deleted)")
         fields = hashed_fields(
             seq=event.seq,
@@ -113,7 +117,9 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
             after=event.after,
         )
         if event.prev_hash != prev_hash and event.seq == prev_seq + 1:
-            problems.append(f"event {event.seq}: previous-hash link broken (events reordered or replaced)")
+            problems.append(
+                f"event {event.seq}: previous-hash link broken (events reordered or replaced)"
+            )
         if event_hash(event.prev_hash, fields) != event.hash:
             problems.append(f"event {event.seq}: content does not match its hash (edited)")
         prev_hash, prev_seq = event.hash, event.seq

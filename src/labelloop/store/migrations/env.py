@@ -9,7 +9,9 @@ from labelloop.store.base import Base
 from labelloop.store.engine import make_engine
 
 config = context.config
-engine = config.attributes.get("engine") or make_engine(config.get_main_option("sqlalchemy.url") or "")
+engine = config.attributes.get("engine") or make_engine(
+    config.get_main_option("sqlalchemy.url") or ""
+)
 
 with engine.connect() as connection:
     context.configure(
