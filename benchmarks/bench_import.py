@@ -34,7 +34,9 @@ CHANNELS = ["email", "chat", "phone"]
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-def generate(path: Path, rows: int, *, seed: int = 20261127, annotators: int = 500, per_item: int = 5) -> int:
+def generate(
+    path: Path, rows: int, *, seed: int = 20261127, annotators: int = 500, per_item: int = 5
+) -> int:
     """Write ``rows`` long-form annotations; returns the number of items."""
     rng = random.Random(seed)
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -44,8 +46,17 @@ def generate(path: Path, rows: int, *, seed: int = 20261127, annotators: int = 5
     with path.open("w", encoding="utf-8", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(
-            ["item_id", "annotator", "label", "started_at", "submitted_at", "active_seconds",
-             "segment_language", "segment_channel", "text"]
+            [
+                "item_id",
+                "annotator",
+                "label",
+                "started_at",
+                "submitted_at",
+                "active_seconds",
+                "segment_language",
+                "segment_channel",
+                "text",
+            ]
         )
         for item in range(n_items):
             lang, channel = rng.choice(LANGUAGES), rng.choice(CHANNELS)
@@ -58,8 +69,17 @@ def generate(path: Path, rows: int, *, seed: int = 20261127, annotators: int = 5
                 active = round(rng.uniform(2, 120), 3)
                 ended = began + timedelta(seconds=active)
                 out.writerow(
-                    [f"item-{item:07d}", who, label, began.isoformat(), ended.isoformat(), active,
-                     lang, channel, text]
+                    [
+                        f"item-{item:07d}",
+                        who,
+                        label,
+                        began.isoformat(),
+                        ended.isoformat(),
+                        active,
+                        lang,
+                        channel,
+                        text,
+                    ]
                 )
                 written += 1
     return n_items
@@ -78,11 +98,16 @@ def _child(url: str, csv_path: str, queue: Any) -> None:
     actor = Actor.local("bench")
     with session_scope(factory) as session:
         create_project(
-            session, actor=actor, name="bench", schema=LabelSchema.from_dict({"task_type": "single", "labels": LABELS})
+            session,
+            actor=actor,
+            name="bench",
+            schema=LabelSchema.from_dict({"task_type": "single", "labels": LABELS}),
         )
     t0 = time.perf_counter()
     with session_scope(factory) as session:
-        summary = import_file(session, actor=actor, path=Path(csv_path), project="bench", format="csv")
+        summary = import_file(
+            session, actor=actor, path=Path(csv_path), project="bench", format="csv"
+        )
     seconds = time.perf_counter() - t0
     engine.dispose()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -116,10 +141,16 @@ def run_import(url: str, csv_path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="annotations to generate (default 1,000,000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="annotations to generate (default 1,000,000)"
+    )
     parser.add_argument("--seed", type=int, default=20261127)
-    parser.add_argument("--pg-admin-url", default=PG_ADMIN, help="PostgreSQL URL used to create/drop the database")
+    parser.add_argument(
+        "--pg-admin-url", default=PG_ADMIN, help="PostgreSQL URL used to create/drop the database"
+    )
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
@@ -131,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         items = generate(csv_path, args.rows, seed=args.seed)
         results["items"] = items
         results["csv_mib"] = csv_path.stat().st_size / 2**20
-        print(f"generated {args.rows:,} rows over {items:,} items ({results['csv_mib']:.0f} MiB) "
-              f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        print(
+            f"generated {args.rows:,} rows over {items:,} items ({results['csv_mib']:.0f} MiB) "
+            f"in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
 
         results["sqlite"] = run_import(f"sqlite:///{Path(tmp) / 'bench.db'}", csv_path)
         _show("SQLite", results["sqlite"])
@@ -145,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             with admin.connect() as conn:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
             try:
-                url = make_url(args.pg_admin_url).set(database=name).render_as_string(hide_password=False)
+                url = (
+                    make_url(args.pg_admin_url)
+                    .set(database=name)
+                    .render_as_string(hide_password=False)
+                )
                 results["postgresql"] = run_import(url, csv_path)
                 _show("PostgreSQL", results["postgresql"])
             finally:

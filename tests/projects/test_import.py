@@ -375,7 +375,11 @@ def test_gold_update_has_its_own_event(
     import_file(session, actor=ACTOR, path=csv_file, project="tickets")
     changed = write(
         tmp_path / "gold-v2.csv",
-        [ROWS[0].removesuffix("billing") + "refund", ROWS[1].removesuffix("billing") + "refund", *ROWS[2:]],
+        [
+            ROWS[0].removesuffix("billing") + "refund",
+            ROWS[1].removesuffix("billing") + "refund",
+            *ROWS[2:],
+        ],
     )
     summary = import_file(session, actor=ACTOR, path=changed, project="tickets")
     assert summary.gold_updated == 1

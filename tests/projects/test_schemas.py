@@ -51,6 +51,16 @@ def test_labels_as_names_or_objects() -> None:
     ]
 
 
+def test_label_names_kept_exactly_but_not_blank() -> None:
+    odd = 'Yes " "" \n \t \t а б в \n'  # a real Label Studio choice (csv_test2.json)
+    schema = LabelSchema.from_dict({"task_type": "single", "labels": [odd, " padded "]})
+    assert schema.label_names == [odd, " padded "]
+    assert LabelSchema.from_yaml(schema.to_yaml()) == schema
+    with pytest.raises(ValidationFailed) as exc:
+        LabelSchema.from_dict({"task_type": "single", "labels": ["ok", " \n"]})
+    assert _fields(exc) == ["labels[1].name"]
+
+
 BAD = [
     pytest.param(
         "task_type: sentiment\nlabels: [a]\n",

@@ -462,7 +462,7 @@ def test_validate_value_ignores_attributes_and_rules() -> None:
 def valid_annotations(draw: st.DrawFn) -> tuple[LabelSchema, Any, dict[str, Any], str]:
     names = draw(
         st.lists(
-            st.text(min_size=1, max_size=8).map(str.strip).filter(bool),
+            st.text(min_size=1, max_size=8).filter(str.strip),
             min_size=1,
             max_size=6,
             unique=True,

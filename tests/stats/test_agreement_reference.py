@@ -248,10 +248,16 @@ def test_sklearn_trap_unused_middle_category() -> None:
     vals = np.array([1, 2, 4])
     a = vals[rng.integers(0, 3, 80)]
     b = np.where(rng.random(80) < 0.6, a, vals[rng.integers(0, 3, 80)])
-    r = Ratings.from_long(np.r_[np.arange(80), np.arange(80)], np.r_[np.zeros(80), np.ones(80)].astype(int),
-                          np.r_[a, b], categories=[1, 2, 3, 4])
+    r = Ratings.from_long(
+        np.r_[np.arange(80), np.arange(80)],
+        np.r_[np.zeros(80), np.ones(80)].astype(int),
+        np.r_[a, b],
+        categories=[1, 2, 3, 4],
+    )
     ours = cohen_kappa(r, weights="linear").value
-    assert ours == pytest.approx(metrics.cohen_kappa_score(a, b, labels=[1, 2, 3, 4], weights="linear"), abs=TOL)
+    assert ours == pytest.approx(
+        metrics.cohen_kappa_score(a, b, labels=[1, 2, 3, 4], weights="linear"), abs=TOL
+    )
     assert abs(ours - metrics.cohen_kappa_score(a, b, weights="linear")) > 1e-3
 
 

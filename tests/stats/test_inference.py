@@ -273,3 +273,36 @@ def test_refitting_one_instance_equals_fresh_instances(cls: type[TruthInference]
     model = cls()
     model.fit(first)
     np.testing.assert_allclose(model.fit(second).probas_, cls().fit(second).probas_, atol=1e-12)
+
+
+def test_importing_inference_pulls_in_no_web_or_database_stack() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, labelloop.stats.inference; "
+        "bad = [m for m in ('sqlalchemy', 'fastapi', 'typer', 'pandas') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def posterior_by_hand(data: Ratings, confusions: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """``q_ic ∝ π_c Π_r e_{j_r}[c, l_r]`` in plain numpy (log space)."""
+    log_post = np.tile(np.log(priors), (data.n_items, 1))
+    np.add.at(log_post, data.item, np.log(confusions[data.annotator, :, data.label]))
+    log_post -= log_post.max(axis=1, keepdims=True)
+    post = np.exp(log_post)
+    return post / post.sum(axis=1, keepdims=True)
+
+
+def test_reported_parameters_explain_the_posteriors() -> None:
+    data = random_ratings(10, n_items=40)
+    mace = MACE(method="em", n_restarts=4, max_iter=40).fit(data)  # best of 4 restarts
+    np.testing.assert_allclose(
+        posterior_by_hand(data, mace.confusions_, mace.priors_), mace.probas_, atol=1e-9
+    )
+    ds = DawidSkene().fit(data)
+    np.testing.assert_allclose(
+        posterior_by_hand(data, ds.confusions_, ds.priors_), ds.probas_, atol=1e-9
+    )

@@ -479,7 +479,7 @@ def compute_report(
         ratings = Ratings.from_long(
             [r.item_id for r in pairable],
             [names.get(r.annotator_id, str(r.annotator_id)) for r in pairable],
-            [label_key(r.value) for r in pairable],
+            [r.label for r in pairable],
         )
         try:
             alpha = _alpha.krippendorff_alpha(
@@ -543,7 +543,7 @@ def compute_report(
     on_gold = [r for r in population if r.item_id in gold]
     report["gold"] = {
         "accuracy": _wilson(
-            sum(label_key(r.value) == gold[r.item_id] for r in on_gold), len(on_gold), confidence
+            sum(r.label == gold[r.item_id] for r in on_gold), len(on_gold), confidence
         ),
         "items": len({r.item_id for r in on_gold}),
     }

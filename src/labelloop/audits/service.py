@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import case, func, select
+from sqlalchemy import Text, case, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -212,17 +212,20 @@ def manual_window(
 
 
 # ---------------------------------------------------------------------------- population
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PopulationRow:
+    """One annotation of the population, light enough to hold a million of.
+
+    ``label`` is the label as text (see :func:`label_key`); the full value, attributes and
+    times are read only for the sampled annotations (:func:`snapshots`).
+    """
+
     annotation_id: int
     item_id: int
     annotator_id: int
-    value: Any
-    attributes: dict[str, Any]
+    label: str
     source: str
     submitted_at: datetime | None
-    active_seconds: float | None
-    guideline_version: str | None
     segments: dict[str, Any]
     tags: tuple[str, ...]
 
@@ -234,26 +237,45 @@ def label_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def _label_from_json_text(text: str) -> str:
+    """:func:`label_key` of a stored JSON value, from its text (fast path for plain labels)."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"' and "\\" not in text:
+        return text[1:-1]
+    return label_key(json.loads(text))
+
+
+def _item_facts(
+    session: Session, item_ids: Sequence[int]
+) -> dict[int, tuple[dict[str, Any], tuple[str, ...]]]:
+    facts: dict[int, tuple[dict[str, Any], tuple[str, ...]]] = {}
+    ids = sorted(set(item_ids))
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        for iid, segs, tags in session.execute(
+            select(Item.id, Item.segments, Item.tags).where(Item.id.in_(chunk))
+        ):
+            facts[iid] = (segs or {}, tuple(sorted(tags or ())))
+    return facts
+
+
 def load_population(
     session: Session, project: Project, spec: PolicySpec, start: datetime, end: datetime
 ) -> list[PopulationRow]:
-    """Annotations submitted in ``[start, end)`` that pass the policy's filter."""
+    """Annotations submitted in ``[start, end)`` that pass the policy's filter.
+
+    Reads the label as JSON text and each item's segments and tags once per item, so a
+    million-annotation window stays a few seconds of work.
+    """
     when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
     stmt = (
         select(
             Annotation.id,
             Annotation.item_id,
             Annotation.annotator_id,
-            Annotation.value,
-            Annotation.attributes,
+            cast(Annotation.value, Text),
             Annotation.source,
             Annotation.submitted_at,
-            Annotation.active_seconds,
-            Annotation.guideline_version,
-            Item.segments,
-            Item.tags,
         )
-        .join(Item, Item.id == Annotation.item_id)
         .where(Annotation.project_id == project.id, when >= start, when < end)
         .order_by(Annotation.id)
     )
@@ -263,41 +285,61 @@ def load_population(
     if flt.annotators:
         ids = session.scalars(select(User.id).where(User.username.in_(flt.annotators))).all()
         stmt = stmt.where(Annotation.annotator_id.in_(ids))
+    raw = session.execute(stmt).all()
+    facts = _item_facts(session, [r[1] for r in raw])
     labels = set(flt.labels)
     tags = set(flt.tags)
+    seg_filter = {k: set(v) for k, v in flt.segments.items()}
     rows: list[PopulationRow] = []
-    for r in session.execute(stmt.execution_options(yield_per=20_000)):
-        segs = r.segments or {}
-        if flt.segments and any(str(segs.get(k)) not in set(v) for k, v in flt.segments.items()):
+    for aid, iid, annotator_id, value_text, source, submitted in raw:
+        segs, item_tags = facts.get(iid, ({}, ()))
+        if seg_filter and any(str(segs.get(k)) not in v for k, v in seg_filter.items()):
             continue
-        item_tags = tuple(sorted(r.tags or ()))
         if tags and not tags.intersection(item_tags):
             continue
+        label = _label_from_json_text(value_text) if value_text is not None else "null"
         if labels:
-            val = r.value
-            names = (
-                set(val)
-                if isinstance(val, list) and all(isinstance(v, str) for v in val)
-                else {label_key(val)}
-            )
+            names = {label}
+            if label.startswith("["):
+                parsed = json.loads(label)
+                if isinstance(parsed, list):
+                    names = {str(v) for v in parsed}
             if not labels.intersection(names):
                 continue
         rows.append(
-            PopulationRow(
-                annotation_id=r.id,
-                item_id=r.item_id,
-                annotator_id=r.annotator_id,
-                value=r.value,
-                attributes=r.attributes or {},
-                source=r.source,
-                submitted_at=r.submitted_at,
-                active_seconds=r.active_seconds,
-                guideline_version=r.guideline_version,
-                segments=segs,
-                tags=item_tags,
-            )
+            PopulationRow(aid, iid, annotator_id, label, source, submitted, segs, item_tags)
         )
     return rows
+
+
+def snapshots(session: Session, annotation_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """What was audited, per annotation: value, attributes, annotator, times, version."""
+    out: dict[int, dict[str, Any]] = {}
+    ids = sorted(set(annotation_ids))
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        for a in session.execute(
+            select(
+                Annotation.id,
+                Annotation.value,
+                Annotation.attributes,
+                Annotation.annotator_id,
+                Annotation.source,
+                Annotation.submitted_at,
+                Annotation.active_seconds,
+                Annotation.guideline_version,
+            ).where(Annotation.id.in_(chunk))
+        ):
+            out[a.id] = {
+                "value": a.value,
+                "attributes": a.attributes or {},
+                "annotator_id": a.annotator_id,
+                "source": a.source,
+                "submitted_at": a.submitted_at.isoformat() if a.submitted_at else None,
+                "active_seconds": a.active_seconds,
+                "guideline_version": a.guideline_version,
+            }
+    return out
 
 
 def _model_buckets(session: Session, rows: Sequence[PopulationRow]) -> dict[int, str]:
@@ -321,7 +363,7 @@ def _model_buckets(session: Session, rows: Sequence[PopulationRow]) -> dict[int,
             out[r.annotation_id] = "no prediction"
             continue
         value, conf = preds[r.item_id]
-        if label_key(value) != label_key(r.value):
+        if label_key(value) != r.label:
             out[r.annotation_id] = "model disagrees"
         elif conf is not None and conf < MODEL_UNSURE_BELOW:
             out[r.annotation_id] = "model unsure"
@@ -398,7 +440,7 @@ def stratum_labels(
             elif dim == "annotator":
                 parts.append(f"annotator={usernames.get(r.annotator_id, r.annotator_id)}")
             elif dim == "label":
-                parts.append(f"label={label_key(r.value)}")
+                parts.append(f"label={r.label}")
             elif dim == "tag":
                 parts.append(f"tag={'+'.join(r.tags) if r.tags else 'untagged'}")
             elif dim == "new_annotator":
@@ -663,6 +705,7 @@ def open_run(
         return OpenResult(existing, False, [])
     nested.commit()
     units = []
+    frozen = snapshots(session, [rows[i].annotation_id for i in plan.indices.tolist()])
     for idx, stratum, pi in plan.rows():
         r = rows[idx]
         units.append(
@@ -673,17 +716,7 @@ def open_run(
                 annotator_id=r.annotator_id,
                 stratum=str(stratum),
                 inclusion_probability=pi,
-                snapshot={
-                    "value": r.value,
-                    "attributes": r.attributes,
-                    "annotator_id": r.annotator_id,
-                    "source": r.source,
-                    "submitted_at": r.submitted_at.isoformat() if r.submitted_at else None,
-                    "active_seconds": r.active_seconds,
-                    "guideline_version": r.guideline_version,
-                    "segments": r.segments,
-                    "tags": list(r.tags),
-                },
+                snapshot={**frozen[r.annotation_id], "segments": r.segments, "tags": list(r.tags)},
             )
         )
     session.add_all(units)

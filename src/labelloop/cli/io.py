@@ -127,8 +127,11 @@ def import_cmd(
 ) -> None:
     """Import annotations, items, gold labels and predictions from FILE; all or nothing.
 
-    Re-importing the same file changes nothing; changed annotations are updated, each
-    with a trail event. Every problem is listed with file, line or record, and field.
+    Every problem is listed with file, line or record, and field; then nothing is written.
+
+    Re-importing the same file changes nothing; a changed annotation is updated, with a trail event.
+
+    Annotations without an annotator are stored under the user "unknown".
     """
     from labelloop.projects.importer import import_file
     from labelloop.store import make_engine, make_session_factory

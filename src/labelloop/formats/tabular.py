@@ -73,6 +73,9 @@ class TabularOptions:
     multi_separator: str | None = None
     delimiter: str | None = None
     fieldnames: Sequence[str] | None = None
+    payload_column: str | None = "payload"
+    attributes_column: str | None = "attributes"
+    guideline_version: str | None = "guideline_version"
 
 
 _DEFAULTS = TabularOptions()
@@ -84,6 +87,9 @@ _OPTIONAL = (
     "gold",
     "text",
     "tag_column",
+    "payload_column",
+    "attributes_column",
+    "guideline_version",
 )
 
 
@@ -301,15 +307,16 @@ class _LongForm:
                 self.hints.see_label(text)
 
     def row(
-        self, row: dict[str, Any], line: int | None, record: int
-    ) -> Iterator[Record | FormatIssue]:
-        """Records and issues of one row (a row with an error yields no annotation)."""
+        self, row: dict[str, Any], line: int | None, record: int, out: list[Record | FormatIssue]
+    ) -> None:
+        """Append the records and issues of one row to ``out`` (a row with an error gives
+        no annotation). A plain method, not a generator: it runs once per row."""
         c = self.columns
         item_col = c["item"]
         assert item_col is not None
         raw_item = row.get(item_col)
         if _empty(raw_item):
-            yield FormatIssue(self._loc(line, record, item_col), "empty item id")
+            out.append(FormatIssue(self._loc(line, record, item_col), "empty item id"))
             return
         item_id = raw_item.strip() if isinstance(raw_item, str) else as_str(raw_item)
         problems: list[FormatIssue] = []
@@ -320,9 +327,11 @@ class _LongForm:
                 if self.hints.task_type is None:
                     self.hints.task_type = kind
             elif not _empty(kind):
-                yield FormatIssue(
-                    self._loc(line, record, self.type_column),
-                    f"unknown task type {kind!r}; use one of {', '.join(TASK_TYPES)}",
+                out.append(
+                    FormatIssue(
+                        self._loc(line, record, self.type_column),
+                        f"unknown task type {kind!r}; use one of {', '.join(TASK_TYPES)}",
+                    )
                 )
                 return
         started = submitted = None
@@ -342,18 +351,18 @@ class _LongForm:
 
         if item_id not in self.items:
             self.items.add(item_id)
-            yield self._item(item_id, row, line, record)
+            out.append(self._item(item_id, row, line, record))
 
         gold_col = c["gold"]
         if gold_col is not None and not _empty(row.get(gold_col)):
             self._gold(item_id, row[gold_col], gold_col, line, record, problems)
             if self._new_gold is not None:
-                yield self._new_gold
+                out.append(self._new_gold)
                 self._new_gold = None
 
         label_col = c["label"]
         if label_col is None:
-            yield from problems
+            out.extend(problems)
             return
         annotator_col = c["annotator"]
         annotator: str | None = None
@@ -363,9 +372,9 @@ class _LongForm:
                 annotator = raw_who.strip() if isinstance(raw_who, str) else as_str(raw_who)
         raw_label = row.get(label_col)
         if _empty(raw_label):
-            yield from problems
+            out.extend(problems)
             if annotator is not None:
-                yield SkippedRecord("row without a label", self._loc(line, record, label_col))
+                out.append(SkippedRecord("row without a label", self._loc(line, record, label_col)))
             return
         got = self._coerce(raw_label, label_col, line, record)
         if isinstance(got, FormatIssue):
@@ -400,22 +409,45 @@ class _LongForm:
             else:
                 self.pairs[key] = self._pos(line, record)
             external_id = pair_id(item_id, annotator)
+        attributes: dict[str, Any] = {}
+        column = c["attributes_column"]
+        if column is not None and not _empty(row.get(column)):
+            raw_attributes = _cell_json(row[column])
+            if isinstance(raw_attributes, dict):
+                attributes = raw_attributes
+            else:
+                problems.append(
+                    FormatIssue(
+                        self._loc(line, record, column),
+                        "attributes must be a JSON object (or map no attributes column)",
+                    )
+                )
+        version: str | None = None
+        column = c["guideline_version"]
+        if column is not None and not _empty(row.get(column)):
+            version = (
+                as_str(row[column]).strip() if isinstance(row[column], str) else as_str(row[column])
+            )
         if problems:
-            yield from problems
+            out.extend(problems)
             return
         assert not isinstance(got, FormatIssue)
         value, kind = got
         self._see(value, kind)
-        yield AnnotationRecord(
-            item_external_id=item_id,
-            annotator=annotator,
-            value=value,
-            task_type=kind,
-            external_id=external_id,
-            started_at=started,
-            submitted_at=submitted,
-            active_seconds=active,
-            location=Location(self.file, line, record),
+        out.append(
+            AnnotationRecord(
+                item_external_id=item_id,
+                annotator=annotator,
+                value=value,
+                task_type=kind,
+                external_id=external_id,
+                started_at=started,
+                submitted_at=submitted,
+                active_seconds=active,
+                attributes=attributes,
+                guideline_version=version,
+                location=Location(self.file, line, record),
+            )
         )
 
     def _stamp(
@@ -464,6 +496,11 @@ class _LongForm:
 
     def _item(self, item_id: str, row: dict[str, Any], line: int | None, record: int) -> ItemRecord:
         payload: dict[str, Any] = {}
+        payload_col = self.columns.get("payload_column")
+        if payload_col is not None and not _empty(row.get(payload_col)):
+            whole = _cell_json(row[payload_col])
+            if isinstance(whole, dict):
+                payload.update(whole)
         text_col = self.columns.get("text")
         if text_col is not None and not _empty(row.get(text_col)):
             payload["text"] = row[text_col]
@@ -523,28 +560,24 @@ def read_csv(
     if is_empty_file(path):
         yield empty_file_issue(path)
         return
-    fatal: list[FormatIssue] = []
-    lines = iter_lines(path)
+    try:
+        with path.open(encoding="utf-8-sig", errors="strict", newline="") as fh:
+            yield from _read_csv_rows(fh, file, options, hints)
+    except UnicodeDecodeError:
+        # the text layer decodes in chunks: find the first bad byte and its line
+        yield next(
+            (e for e in iter_lines(path) if isinstance(e, FormatIssue)),
+            FormatIssue(Location(file), "file is not UTF-8"),
+        )
 
-    def text() -> Iterator[str]:
-        for entry in lines:
-            if isinstance(entry, FormatIssue):
-                fatal.append(entry)
-                return
-            yield entry[1]
 
-    source = text()
-    first = next(source, None)
-    if first is None:
-        yield from fatal or [empty_file_issue(path)]
-        return
+def _read_csv_rows(
+    fh: Any, file: str, options: TabularOptions, hints: SchemaHints
+) -> Iterator[Record | FormatIssue]:
+    first = fh.readline()
     delimiter = options.delimiter or sniff_delimiter(first)
-
-    def chained() -> Iterator[str]:
-        yield first
-        yield from source
-
-    reader = csv.reader(chained(), delimiter=delimiter)
+    fh.seek(0)
+    reader = csv.reader(fh, delimiter=delimiter)
     form = _LongForm(file, options, hints)
     header: list[str]
     previous = 0
@@ -558,7 +591,7 @@ def read_csv(
             yield FormatIssue(Location(file, line=1), f"unreadable header row: {exc}")
             return
         except StopIteration:
-            yield from fatal or [empty_file_issue(path)]
+            yield FormatIssue(Location(file), "file is empty")
             return
         previous = reader.line_num
         header_line = 1
@@ -572,6 +605,8 @@ def read_csv(
     if issues:
         yield from issues
         return
+    width = len(header)
+    out: list[Record | FormatIssue] = []
     record = 0
     while True:
         try:
@@ -588,18 +623,19 @@ def read_csv(
             continue
         line = previous + 1
         previous = reader.line_num
-        if not cells or (len(cells) == 1 and not cells[0].strip()):
-            continue
-        if len(cells) != len(header):
+        if len(cells) != width:
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
             yield FormatIssue(
                 Location(file, line=line, record=record),
-                f"row has {len(cells)} fields but the header has {len(header)} (delimiter {delimiter!r})",
+                f"row has {len(cells)} fields but the header has {width} (delimiter {delimiter!r})",
             )
             record += 1
             continue
-        yield from form.row(dict(zip(header, cells, strict=True)), line, record)
+        form.row(dict(zip(header, cells, strict=True)), line, record, out)
+        yield from out
+        out.clear()
         record += 1
-    yield from fatal
 
 
 def read_jsonl(
@@ -614,6 +650,7 @@ def read_jsonl(
         return
     form = _LongForm(file, options, hints)
     resolved = False
+    out: list[Record | FormatIssue] = []
     record = 0
     for entry in iter_lines(path):
         if isinstance(entry, FormatIssue):
@@ -658,7 +695,9 @@ def read_jsonl(
             )
             record += 1
             continue
-        yield from form.row(obj, line, record)
+        form.row(obj, line, record, out)
+        yield from out
+        out.clear()
         record += 1
 
 
@@ -689,11 +728,14 @@ def read_parquet(
     if issues:
         yield from issues
         return
+    out: list[Record | FormatIssue] = []
     record = 0
     with parquet:
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
             for row in batch.to_pylist():
-                yield from form.row(row, None, record)
+                form.row(row, None, record, out)
+                yield from out
+                out.clear()
                 record += 1
 
 
@@ -847,11 +889,15 @@ def long_row(
         "started_at": annotation.started_at,
         "submitted_at": annotation.submitted_at,
         "active_seconds": annotation.active_seconds,
+        "guideline_version": annotation.guideline_version,
+        "attributes": annotation.attributes or None,
         "gold": gold,
     }
     if item is not None:
         text = item.payload.get("text")
         row["text"] = text if isinstance(text, str) else None
+        rest = {k: v for k, v in item.payload.items() if k != "text" or not isinstance(v, str)}
+        row["payload"] = rest or None
         for name, value in item.segments.items():
             row[f"segment_{name}"] = value
         row["tags"] = list(item.tags) if item.tags else None

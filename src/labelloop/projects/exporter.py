@@ -118,7 +118,7 @@ def export_project(
         rows = write_long(
             _long_rows(session, proj.id, segments, with_payload),
             path,
-            cast(Literal["csv", "jsonl", "parquet"], format),
+            format,
             columns=columns,
         )
     summary = ExportSummary(

@@ -62,6 +62,7 @@ from labelloop.formats.records import (
     Record,
     SchemaHints,
     SkippedRecord,
+    TaskType,
 )
 from labelloop.projects.models import Annotation, GoldLabel, ImportBatch, Item, Prediction, Project
 from labelloop.store.base import utcnow
@@ -229,13 +230,15 @@ def import_file(
 
     path = Path(path)
     if not path.is_file():
-        raise ImportFailed(f"{path}: no such file", [f"{path}: no such file"])
+        raise ImportFailed(
+            f"{path}: no such file", [FormatIssue(Location(str(path)), "no such file")]
+        )
     fmt = format
     if fmt == "auto":
         try:
             fmt = formats.detect(path)
-        except ValueError as exc:  # FormatError: undetectable
-            raise ImportFailed(f"{path}: cannot import: {exc}", [str(exc)]) from None
+        except ValueError as exc:  # FormatError: the format cannot be told
+            raise ImportFailed(f"{path}: cannot import", [str(exc)]) from None
     sha = file_sha256(path)
 
     def read(hints: SchemaHints | None) -> Iterator[Record | FormatIssue]:
@@ -250,7 +253,9 @@ def import_file(
         from labelloop.projects.service import get_project
 
         task_type = get_project(session, project).task_type
-        options = dataclasses.replace(options or TabularOptions(), task_type=task_type)
+        options = dataclasses.replace(
+            options or TabularOptions(), task_type=cast(TaskType, task_type)
+        )
 
     nested = session.begin_nested()
     try:
@@ -272,7 +277,11 @@ def import_file(
             try:
                 schema = infer_schema(hints)
             except ValidationFailed as exc:
-                raise ImportFailed(f"{path}: {exc}", [f"{path}: {exc}"]) from None
+                problems = [
+                    FormatIssue(Location(str(path)), f"cannot infer a label schema: {v}")
+                    for v in exc.violations
+                ] or [FormatIssue(Location(str(path)), str(exc))]
+                raise ImportFailed(f"{path.name}: import refused; {exc}", problems) from None
             create_project(session, actor=actor, name=project, schema=schema)
             schema_yaml = schema.to_yaml()
         summary = _run(
@@ -291,7 +300,7 @@ def import_file(
         raise
     nested.commit()
     if create:
-        summary = _replace(summary, created_project=True, schema_yaml=schema_yaml)
+        summary = dataclasses.replace(summary, created_project=True, schema_yaml=schema_yaml)
     return summary
 
 
@@ -336,10 +345,6 @@ def import_records(
 # -- internals ------------------------------------------------------------------------
 
 
-def _replace(summary: ImportSummary, **changes: Any) -> ImportSummary:
-    return dataclasses.replace(summary, **changes)
-
-
 def _project_exists(session: Session, name: str) -> bool:
     return session.scalar(select(Project.id).where(Project.name == name)) is not None
 
@@ -375,12 +380,9 @@ def _loc_code(loc: Location | None, index: int) -> int:
     return -(index + 1)
 
 
-def _loc_text(code: int, loc: Location | None = None) -> str:
-    if code >= 0:
-        return f"line {code}"
-    if loc is not None and loc.field:
-        return f"record {-code - 1}"
-    return f"record {-code - 1}"
+def _loc_text(code: int) -> str:
+    """The text of a :func:`_loc_code`."""
+    return f"line {code}" if code >= 0 else f"record {-code - 1}"
 
 
 def _where(rec: Record, index: int, filename: str, field_path: str | None = None) -> Location:
@@ -559,11 +561,11 @@ class _Run:
         golds = [(r, i) for r, i in ready if isinstance(r, GoldRecord)]
         preds = [(r, i) for r, i in ready if isinstance(r, PredictionRecord)]
         if anns:
-            self._annotations(cast(list[tuple[AnnotationRecord, int]], anns), batch_payloads)
+            self._annotations(anns, batch_payloads)
         if golds:
-            self._golds(cast(list[tuple[GoldRecord, int]], golds))
+            self._golds(golds)
         if preds:
-            self._predictions(cast(list[tuple[PredictionRecord, int]], preds))
+            self._predictions(preds)
         if self.progress is not None:
             self.progress(self.c.records)
 
@@ -597,8 +599,8 @@ class _Run:
                         _items_t.c.project_id == self.project.id, _items_t.c.external_id.in_(chunk)
                     )
                 )
-                for row in rows:
-                    existing[row.external_id] = row
+                for found in rows:
+                    existing[found.external_id] = found
         new_rows: list[tuple[Any, ...]] = []
         new_ids: dict[str, int] = {}
         jv, now, pid = _json_text, self.ts(self.now), self.project.id
@@ -696,12 +698,12 @@ class _Run:
             return
         elsewhere: dict[str, str] = {}
         for chunk in _chunks(missing, _IN_CHUNK):
-            rows = self.session.execute(
+            owners = self.session.execute(
                 select(_items_t.c.external_id, Project.name)
                 .join(Project, Project.id == _items_t.c.project_id)
                 .where(_items_t.c.external_id.in_(chunk), _items_t.c.project_id != self.project.id)
             )
-            for ext, pname in rows:
+            for ext, pname in owners.tuples():
                 elsewhere.setdefault(ext, pname)
         missing_set = set(missing)
         for rec, index in refs:
@@ -814,8 +816,8 @@ class _Run:
         pre_ids = sorted({self.item_db[idx] for _r, idx, _a, _l, _f in valid if self.item_pre[idx]})
         for chunk in _chunks(pre_ids, _IN_CHUNK):
             rows = self.session.execute(select(_ann_t).where(_ann_t.c.item_id.in_(chunk)))
-            for row in rows:
-                existing[(row.item_id, row.annotator_id, row.external_key)] = row
+            for found in rows:
+                existing[(found.item_id, found.annotator_id, found.external_key)] = found
         new_rows: list[tuple[Any, ...]] = []
         jv, ts, now = _json_text, self.ts, self.ts(self.now)
         pid, src = self.project.id, self.ann_source
@@ -1087,7 +1089,7 @@ _ANN_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _json_text(value: Any) -> str | None:

@@ -68,9 +68,11 @@ class LabelDef(_Model):
 
     @field_validator("name")
     @classmethod
-    def _strip(cls, v: str) -> str:
-        if v != v.strip():
-            raise ValueError("label names must not start or end with spaces")
+    def _not_blank(cls, v: str) -> str:
+        # other characters are kept as they are: tools export labels with quotes,
+        # tabs and newlines, and an import must round-trip them exactly
+        if not v.strip():
+            raise ValueError("a label name must not be blank")
         return v
 
 
@@ -568,6 +570,8 @@ def infer_schema(hints: SchemaHints) -> LabelSchema:
 class ProjectOut(BaseModel):
     """A project as the CLI (``--json``) and the API show it."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     name: str
     description: str | None
@@ -575,6 +579,46 @@ class ProjectOut(BaseModel):
     schema_version: int
     created_at: datetime
     label_schema: dict[str, Any]
+
+
+class AnnotationIn(BaseModel):
+    """An annotation submitted through the API or the workbench (validated against the
+    project's schema by :func:`labelloop.projects.service.submit_annotation`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: int
+    value: Any
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    submitted_at: datetime | None = None
+    active_seconds: float | None = Field(default=None, ge=0)
+    guideline_version: str | None = Field(default=None, max_length=50)
+    external_key: str = Field(default="", max_length=200)
+
+
+class GoldIn(BaseModel):
+    """A gold label to set on an item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: int
+    value: Any
+    rationale: str | None = None
+    source: str = Field(default="expert", max_length=100)
+
+
+class PredictionIn(BaseModel):
+    """A model prediction: a value, class probabilities, or both."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    item_id: int
+    model_name: str = Field(min_length=1, max_length=200)
+    model_version: str = Field(default="", max_length=100)
+    value: Any = None
+    probabilities: dict[str, float] | None = None
+    score: float | None = None
 
 
 @dataclass(frozen=True)

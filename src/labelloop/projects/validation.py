@@ -83,6 +83,10 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _first(pair: tuple[int, Rule]) -> int:
+    return pair[0]
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -160,6 +164,14 @@ class _Compiled:
             a.name for a in s.attributes if a.required and s.attribute_scope(a) == "region"
         ]
         self.region_attr = {a.name for a in s.attributes if s.attribute_scope(a) == "region"}
+        # rules with a label condition are looked up by label; the rest need a duration
+        self.rules_by_label: dict[str, list[tuple[int, Rule]]] = {}
+        self.rules_unlabeled: list[tuple[int, Rule]] = []
+        for i, rule in enumerate(s.rules):
+            if rule.when.label is not None:
+                self.rules_by_label.setdefault(rule.when.label, []).append((i, rule))
+            else:
+                self.rules_unlabeled.append((i, rule))
         self.shapes = None if s.shapes is None else frozenset(s.shapes)
         self.scale = s.scale
         self.ordinal_labels = bool(s.labels) and s.task_type == "ordinal"
@@ -193,7 +205,7 @@ class _Compiled:
             return []
         out: list[Violation] = []
         self.check_value(value, "value", out, payload=payload)
-        present = self.labels_in(value)
+        present = self.labels_in(value) if self.rules_by_label else set()
         if attributes:
             if not isinstance(attributes, Mapping):
                 out.append(
@@ -534,6 +546,12 @@ class _Compiled:
             elif active_seconds is None:
                 active_seconds = elapsed
         if active_seconds is not None:
+            if (
+                active_seconds.__class__ is float
+                and active_seconds >= 0
+                and active_seconds != math.inf
+            ):
+                return active_seconds  # the common case
             if not _is_number(active_seconds):
                 out.append(
                     Violation(
@@ -558,7 +576,16 @@ class _Compiled:
         duration: float | None,
         out: list[Violation],
     ) -> None:
-        for i, rule in enumerate(self.schema.rules):
+        if present and self.rules_by_label:
+            cands = list(self.rules_unlabeled) if duration is not None else []
+            for label in present:
+                cands.extend(self.rules_by_label.get(label, ()))
+            cands.sort(key=_first)
+        elif duration is not None:
+            cands = self.rules_unlabeled
+        else:
+            return
+        for i, rule in cands:
             w = rule.when
             if w.active_seconds_below is not None and (
                 duration is None or not duration < w.active_seconds_below

@@ -148,7 +148,7 @@ class UnitCounts:
 def unit_counts(r: Ratings) -> UnitCounts:
     """Count ratings per (item, category) without an items × categories dense array."""
     q = r.n_categories
-    key = r.item.astype(np.int64) * q + r.label
+    key = r.item * q + r.label
     if r.n_items * q <= 4 * r.n_ratings + 4096:
         full = np.bincount(key, minlength=r.n_items * q)
         nz = np.flatnonzero(full)
@@ -156,16 +156,17 @@ def unit_counts(r: Ratings) -> UnitCounts:
     else:
         nz, cnt_i = np.unique(key, return_counts=True)
         cnt = cnt_i.astype(np.float64)
-    item = nz // q
-    cat = nz % q
-    orig, unit = np.unique(item, return_inverse=True)
-    m = np.bincount(unit, weights=cnt, minlength=len(orig)).astype(np.float64)
+    item, cat = np.divmod(nz, q)
+    rated = r.item_counts > 0
+    orig = np.flatnonzero(rated)
+    unit = (np.cumsum(rated) - 1)[item]  # compact codes of the rated items
+    m = r.item_counts[orig].astype(np.float64)
     return UnitCounts(
-        unit=unit.astype(np.int64),
-        cat=cat.astype(np.int64),
+        unit=unit.astype(np.int64, copy=False),
+        cat=cat.astype(np.int64, copy=False),
         count=cnt,
         m=m,
-        orig=orig.astype(np.int64),
+        orig=orig.astype(np.int64, copy=False),
         q=q,
     )
 

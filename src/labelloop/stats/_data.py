@@ -314,7 +314,7 @@ class Ratings:
         items_u, item_codes = _encode_fast(items)
         ann_u, ann_codes = _encode_fast(annotators)
         if weights is None:
-            w = np.ones(n, dtype=np.float64)
+            w = np.broadcast_to(np.float64(1.0), (n,))  # read-only ones, no allocation
         else:
             w = np.asarray(
                 list(weights) if not isinstance(weights, np.ndarray) else weights, dtype=np.float64
@@ -369,7 +369,11 @@ class Ratings:
         n_rows, n_cols = arr.shape
         row_counts = present.sum(axis=1)
         col_counts = present.sum(axis=0)
-        if n_rows <= 1024:  # few rows: per-row scans, no division
+        if arr.dtype.kind in "iu":  # nothing missing: the codes are a grid
+            grid = (n_rows, n_cols)
+            row_idx = np.broadcast_to(np.arange(n_rows, dtype=np.int64)[:, None], grid).ravel()
+            col_idx = np.broadcast_to(np.arange(n_cols, dtype=np.int64)[None, :], grid).ravel()
+        elif n_rows <= 1024:  # few rows: per-row scans, no division
             col_idx = np.concatenate(
                 [np.flatnonzero(present[i]) for i in range(n_rows)] or [np.zeros(0, np.int64)]
             )
@@ -377,7 +381,7 @@ class Ratings:
         else:
             flat = np.flatnonzero(present)
             row_idx, col_idx = np.divmod(flat, n_cols)
-        labels = arr[present]
+        labels = arr.ravel() if arr.dtype.kind in "iu" else arr[present]
         if rows == "annotators":
             ann_idx, item_idx, n_ann, n_items = row_idx, col_idx, n_rows, n_cols
             ann_counts, item_counts = row_counts, col_counts

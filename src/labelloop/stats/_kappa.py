@@ -62,7 +62,7 @@ def _kappa_from_cells(
 
 
 def _pick_pair(r: Ratings, pair: tuple[Any, Any] | None) -> tuple[int, int]:
-    present = np.flatnonzero(np.bincount(r.annotator, minlength=r.n_annotators))
+    present = np.flatnonzero(r.annotator_counts)
     if pair is None:
         if len(present) != 2:
             raise ValueError(
@@ -99,7 +99,6 @@ def cohen_kappa(
     """
     require_ratings(r)
     check_confidence(confidence)
-    one_rating_per_pair(r, "Cohen's kappa")
     a, b = _pick_pair(r, pair)
     q = r.n_categories
     w = weight_matrix(r, weights)
@@ -108,6 +107,11 @@ def cohen_kappa(
     ma, mb = r.annotator == a, r.annotator == b
     la[r.item[ma]] = r.label[ma]
     lb[r.item[mb]] = r.label[mb]
+    if np.count_nonzero(la >= 0) != np.count_nonzero(ma) or np.count_nonzero(lb >= 0) != np.count_nonzero(mb):
+        raise ValueError(
+            "Cohen's kappa needs one rating per annotator and item; some annotator rated an item "
+            "more than once (deduplicate or adjudicate first)"
+        )
     both = (la >= 0) & (lb >= 0)
     n = int(both.sum())
     if n == 0:

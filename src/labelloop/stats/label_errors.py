@@ -199,7 +199,10 @@ def _confident_joint_parts(
         n_confident = confident.view(np.uint8).sum(axis=1, dtype=np.uint8)
     else:
         n_confident = np.count_nonzero(confident, axis=1)
-    guess = np.where(n_confident > 1, probs.argmax(axis=1), confident.argmax(axis=1))
+    guess = confident.argmax(axis=1)
+    multi = np.flatnonzero(n_confident > 1)  # usually few: take the argmax only there
+    if multi.size:
+        guess[multi] = probs[multi].argmax(axis=1)
     has = n_confident > 0
     given_c = lab[has]
     guess_c = guess[has]

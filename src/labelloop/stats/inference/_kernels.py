@@ -70,6 +70,103 @@ def group_by_item(item: IntArray, n_items: int) -> tuple[IntArray, IntArray]:
 
 
 @_njit
+def _log_joint(
+    indptr: IntArray,
+    row: IntArray,
+    weight: FloatArray,
+    log_e: FloatArray,
+    log_prior: FloatArray,
+    gold: IntArray,
+    out: FloatArray,
+    unit_weight: bool,
+) -> FloatArray:
+    """``out[i, c] = a[i, c] - max_c a[i, c]``; returns the row maxima.
+
+    ``a[i, c] = log π_c + Σ_r w_r log_e[row_r, c]``. A gold item g gets ``out[i] =
+    log one-hot(g)`` and ``a[i, g]`` as its "maximum" (its complete-data term); an item
+    no class can explain gets zeros (uniform) and ``-inf``.
+    """
+    n_items = indptr.shape[0] - 1
+    k = log_prior.shape[0]
+    top = np.empty(n_items)
+    for i in range(n_items):
+        for c in range(k):
+            out[i, c] = log_prior[c]
+        if unit_weight:  # the common case, without the multiply and the zero test
+            for r in range(indptr[i], indptr[i + 1]):
+                t = row[r]
+                for c in range(k):
+                    out[i, c] += log_e[t, c]
+        else:
+            for r in range(indptr[i], indptr[i + 1]):
+                w = weight[r]
+                if w != 0.0:
+                    t = row[r]
+                    for c in range(k):
+                        out[i, c] += w * log_e[t, c]
+        g = gold[i]
+        if g >= 0:
+            top[i] = out[i, g]
+            for c in range(k):
+                out[i, c] = -np.inf
+            out[i, g] = 0.0
+            continue
+        m = out[i, 0]
+        for c in range(1, k):
+            if out[i, c] > m:
+                m = out[i, c]
+        top[i] = m
+        if m == -np.inf:
+            for c in range(k):
+                out[i, c] = 0.0
+        else:
+            for c in range(k):
+                out[i, c] -= m
+    return top
+
+
+@_njit
+def _normalize_and_count(
+    indptr: IntArray,
+    row: IntArray,
+    weight: FloatArray,
+    q: FloatArray,
+    n_rows: int,
+    unit_weight: bool,
+) -> tuple[float, FloatArray, FloatArray]:
+    """Normalise the rows of ``q`` in place and gather the M-step statistics.
+
+    Returns ``Σ_i log Σ_c q[i, c]`` (before normalising), ``counts[row_r] += w_r q[i]``
+    and the class totals ``Σ_i q[i]``.
+    """
+    n_items = indptr.shape[0] - 1
+    k = q.shape[1]
+    counts = np.zeros((n_rows, k))
+    totals = np.zeros(k)
+    log_s = 0.0
+    for i in range(n_items):
+        s = 0.0
+        for c in range(k):
+            s += q[i, c]
+        log_s += math.log(s)
+        inv = 1.0 / s
+        for c in range(k):
+            q[i, c] *= inv
+            totals[c] += q[i, c]
+        if unit_weight:
+            for r in range(indptr[i], indptr[i + 1]):
+                t = row[r]
+                for c in range(k):
+                    counts[t, c] += q[i, c]
+        else:
+            for r in range(indptr[i], indptr[i + 1]):
+                w = weight[r]
+                t = row[r]
+                for c in range(k):
+                    counts[t, c] += w * q[i, c]
+    return log_s, counts, totals
+
+
 def em_pass(
     indptr: IntArray,
     row: IntArray,
@@ -81,80 +178,22 @@ def em_pass(
     n_rows: int,
     unit_weight: bool,
 ) -> tuple[float, FloatArray, FloatArray]:
-    """E-step fused with the next M-step's sufficient statistics.
+    """E-step for every confusion-matrix model, fused with the next M-step's statistics.
 
     For item i and class c: ``a[i, c] = log π_c + Σ_r w_r log_e[row_r, c]`` where
     ``row_r = annotator_r * K + label_r`` indexes the table of
-    ``log P(label | true = c, annotator)`` (Dawid–Skene, one-coin and MACE all fit
-    this form). Writes ``q[i] = softmax(a[i])`` (one-hot for gold items) and adds
-    ``logsumexp_c a[i, c]`` (``a[i, g]`` for gold) to the log-likelihood. While item
-    i's ratings are still in cache it also adds ``w_r q[i]`` to ``counts[row_r]``, so
-    one EM iteration reads the ratings once. Returns (log-likelihood, counts, class
-    totals ``Σ_i q[i]``). Serial on purpose: on a shared 2-core
-    machine a threaded pass was slower and noisier than this one.
+    ``log P(label | true = c, annotator)`` (Dawid–Skene, one-coin and MACE all fit this
+    form). Writes ``q[i] = softmax(a[i])`` (one-hot for gold items) and returns the
+    log-likelihood ``Σ_i logsumexp_c a[i, c]`` (``a[i, g]`` for gold), the counts
+    ``N[row, c] = Σ_{r: row_r = row} w_r q[i_r, c]`` and the class totals ``Σ_i q[i]``.
+    The exponentials run in numpy (SIMD) between two compiled passes, which measured
+    ~30% faster than calling ``exp`` inside the loop. Serial on purpose: on a shared
+    2-core machine a threaded pass was slower and noisier.
     """
-    n_items = indptr.shape[0] - 1
-    k = log_prior.shape[0]
-    counts = np.zeros((n_rows, k))
-    totals = np.zeros(k)
-    acc = np.empty(k)
-    ll = 0.0
-    for i in range(n_items):
-        lo = indptr[i]
-        hi = indptr[i + 1]
-        for c in range(k):
-            acc[c] = log_prior[c]
-        if unit_weight:  # the common case, without the multiply and the zero test
-            for r in range(lo, hi):
-                t = row[r]
-                for c in range(k):
-                    acc[c] += log_e[t, c]
-        else:
-            for r in range(lo, hi):
-                w = weight[r]
-                if w != 0.0:
-                    t = row[r]
-                    for c in range(k):
-                        acc[c] += w * log_e[t, c]
-        g = gold[i]
-        if g >= 0:
-            ll += acc[g]
-            for c in range(k):
-                acc[c] = 0.0
-            acc[g] = 1.0
-        else:
-            m = acc[0]
-            for c in range(1, k):
-                if acc[c] > m:
-                    m = acc[c]
-            if m == -np.inf:  # no class possible under the model: uniform
-                ll += m
-                for c in range(k):
-                    acc[c] = 1.0 / k
-            else:
-                s = 0.0
-                for c in range(k):
-                    acc[c] = math.exp(acc[c] - m)
-                    s += acc[c]
-                ll += m + math.log(s)
-                inv = 1.0 / s
-                for c in range(k):
-                    acc[c] *= inv
-        for c in range(k):
-            q[i, c] = acc[c]
-            totals[c] += acc[c]
-        if unit_weight:
-            for r in range(lo, hi):
-                t = row[r]
-                for c in range(k):
-                    counts[t, c] += acc[c]
-        else:
-            for r in range(lo, hi):
-                w = weight[r]
-                t = row[r]
-                for c in range(k):
-                    counts[t, c] += w * acc[c]
-    return ll, counts, totals
+    top = _log_joint(indptr, row, weight, log_e, log_prior, gold, q, unit_weight)
+    np.exp(q, out=q)
+    log_s, counts, totals = _normalize_and_count(indptr, row, weight, q, n_rows, unit_weight)
+    return float(top.sum()) + log_s, counts, totals
 
 
 @_njit

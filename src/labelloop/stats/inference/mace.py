@@ -147,15 +147,14 @@ class MACE(ConfusionEM):
 
     def _fit(self, prep: Prepared) -> IntArray:
         self.priors_ = np.full(prep.k, 1.0 / prep.k)
-        self._stats = None
         best: tuple[float, dict[str, Any]] | None = None
         for spam, strat in self._starts(prep):
             self._spam, self._strat = spam, strat
             probas, objective = self._e_step(prep)
             self._run_em(prep, probas, [objective])
             state = {
-                "spam": self._spam,
-                "strat": self._strat,
+                "_spam": self._spam,
+                "_strat": self._strat,
                 "probas_": self.probas_,
                 "log_likelihood_": self.log_likelihood_,
                 "log_likelihood_history_": self.log_likelihood_history_,
