@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
+from labelloop.stats._data import Ratings
 from labelloop.stats.distributions import (
     LabelDistribution,
     benjamini_hochberg,
@@ -19,6 +20,7 @@ from labelloop.stats.distributions import (
     jensen_shannon_divergence,
     label_distribution,
     population_stability_index,
+    ratings_distribution,
     segment_skew,
     window_drift,
 )
@@ -220,3 +222,20 @@ def test_window_drift_baselines() -> None:
         window_drift(label_distribution(["a"], ["w"]))
     with pytest.raises(ValueError, match="against"):
         segment_skew(dist, against="nope")  # type: ignore[arg-type]
+
+
+def test_ratings_distribution_per_annotator_and_item_segment() -> None:
+    ratings = Ratings.from_long(
+        ["i1", "i1", "i2", "i2", "i3"],
+        ["ann", "bob", "ann", "bob", "bob"],
+        ["x", "y", "x", "x", "y"],
+        weights=[1, 1, 1, 1, 2],
+    )
+    by_annotator = ratings_distribution(ratings)
+    assert by_annotator.segments.tolist() == ["ann", "bob"]
+    np.testing.assert_array_equal(by_annotator.counts, [[2, 0], [1, 3]])
+    by_lang = ratings_distribution(ratings, ["en", "de", "en"])
+    assert by_lang.segments.tolist() == ["de", "en"]
+    np.testing.assert_array_equal(by_lang.counts, [[2, 0], [1, 3]])
+    with pytest.raises(ValueError, match="one segment per item"):
+        ratings_distribution(ratings, ["en"])

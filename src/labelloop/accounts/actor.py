@@ -19,6 +19,10 @@ class Actor:
     user_id: int | None = None
     is_admin: bool = False
     system: bool = False
+    #: An API token's scope: the actor may act only in this project, only with this
+    #: role (and only while the user still holds it). ``None`` for signed-in users.
+    scope_project_id: int | None = None
+    scope_role: str | None = None
 
     @classmethod
     def local(cls, component: str = "cli") -> Actor:
@@ -31,3 +35,13 @@ class Actor:
     @classmethod
     def for_user(cls, user_id: int, username: str, *, is_admin: bool = False) -> Actor:
         return cls(name=f"user:{username}", user_id=user_id, is_admin=is_admin)
+
+    @classmethod
+    def for_token(cls, user_id: int, username: str, *, project_id: int, role: str) -> Actor:
+        """A user acting through an API token: never an administrator, one project, one role."""
+        return cls(
+            name=f"user:{username}",
+            user_id=user_id,
+            scope_project_id=project_id,
+            scope_role=role,
+        )

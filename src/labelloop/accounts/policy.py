@@ -27,7 +27,11 @@ def require(
     if actor.system or actor.is_admin:
         return
     if actor.user_id is not None and project_id is not None:
-        if allows(roles_of(session, actor.user_id, project_id), permission):
+        roles = roles_of(session, actor.user_id, project_id)
+        if actor.scope_role is not None:  # an API token: its one project and role only
+            in_scope = project_id == actor.scope_project_id
+            roles = roles & {Role(actor.scope_role)} if in_scope else frozenset()
+        if allows(roles, permission):
             return
     where = f" in project {project_id}" if project_id is not None else ""
     raise PermissionDenied(f"{actor.name} may not {permission.value}{where}")

@@ -185,8 +185,10 @@ def krippendorff_alpha(
             defaults to interval -- here the level is always explicit in the data).
         n_boot: bootstrap resamples for the interval (0: no interval; alpha has no
             analytic standard error in general).
-        bootstrap: ``"krippendorff"`` (Hayes & Krippendorff 2007: resample pairable value
-            pairs, expected disagreement fixed) or ``"items"`` (resample units).
+        bootstrap: ``"items"`` (default: resample units, keeping their values together) or
+            ``"krippendorff"`` (Hayes & Krippendorff 2007: draw ``min(25 Q, (m - 1) n / 2)``
+            pairs from the coincidence matrix with the expected disagreement fixed; its cap
+            makes intervals wide on large data -- kept for comparability with KALPHA).
 
     Returns ``nan`` when the pairable values show no variation at all (``D_e = 0``).
     """

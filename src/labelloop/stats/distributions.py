@@ -34,6 +34,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
+from labelloop.stats._data import Ratings
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -129,6 +131,37 @@ def label_distribution(
         segs.shape[0], k
     )
     return LabelDistribution(segments=segs, categories=cats, counts=counts.astype(np.float64))
+
+
+def ratings_distribution(
+    ratings: Ratings,
+    item_segments: Sequence[Hashable] | npt.NDArray[Any] | None = None,
+) -> LabelDistribution:
+    """Label counts per segment from long-form ratings (every rating counts, weighted).
+
+    ``item_segments`` gives the segment of every item (in ``ratings.items`` order); without
+    it the segments are the annotators, which shows annotators whose label mix departs
+    from the team's (a bias indicator for :func:`segment_skew`).
+    """
+    k = ratings.n_categories
+    if item_segments is None:
+        segs = ratings.annotators
+        seg = ratings.annotator
+    else:
+        segs, codes = _codes(item_segments, "item_segments")
+        if codes.shape[0] != ratings.n_items:
+            raise ValueError(
+                f"item_segments must give one segment per item ({ratings.n_items}), got {codes.shape[0]}"
+            )
+        seg = codes[ratings.item]
+    counts = np.bincount(
+        seg * k + ratings.label, weights=ratings.weight, minlength=segs.shape[0] * k
+    )
+    return LabelDistribution(
+        segments=segs,
+        categories=ratings.categories,
+        counts=np.asarray(counts, dtype=np.float64).reshape(segs.shape[0], k),
+    )
 
 
 def _as_dist(x: npt.ArrayLike, name: str) -> FloatArray:

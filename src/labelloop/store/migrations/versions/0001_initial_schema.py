@@ -2,17 +2,17 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 20:10:08.427332
+Create Date: 2026-11-27 20:51:36.313700
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy import Text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Text  # noqa: F401  (autogenerate renders JSONB(astext_type=Text()))
 
 import labelloop.store.base
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -90,6 +90,35 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=20), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_used_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_api_tokens_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
+    )
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_api_tokens_project_id"), ["project_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_api_tokens_user_id"), ["user_id"], unique=False)
+
     op.create_table(
         "audit_policies",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -568,6 +597,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_policies_project_id"))
 
     op.drop_table("audit_policies")
+    with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_tokens_user_id"))
+        batch_op.drop_index(batch_op.f("ix_api_tokens_project_id"))
+
+    op.drop_table("api_tokens")
     op.drop_table("users")
     op.drop_table("trail_head")
     op.drop_table("projects")

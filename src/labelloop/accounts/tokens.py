@@ -1,0 +1,180 @@
+"""API tokens: bearer credentials scoped to one project and one role, stored hashed.
+
+A token is ``ll_`` followed by 40 URL-safe random characters. Only its SHA-256 is
+stored (a token has 240 bits of entropy, so a fast hash is enough: there is nothing to
+brute-force); the plaintext is returned once by :func:`create_token`. The actor a token
+authenticates (:func:`authenticate`) is never an administrator and may act only in the
+token's project with the token's role, and only while its user still holds that role
+(see :func:`labelloop.accounts.policy.require`). Services take ``session`` and never
+commit; every write appends a trail event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelloop import trail
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.models import ApiToken, Membership, User
+from labelloop.accounts.policy import require_admin
+from labelloop.accounts.roles import Role
+from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from labelloop.store.base import utcnow
+
+TOKEN_PREFIX = "ll_"
+PREFIX_SHOWN = 10  # characters of the plaintext kept for listings ("ll_" + 7)
+
+
+def hash_token(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A created token: the stored row and the plaintext (shown once, never stored)."""
+
+    token: ApiToken
+    plaintext: str
+
+
+def _may_manage(session: Session, actor: Actor, user: User) -> None:
+    """Administrators manage every token; a signed-in user manages their own."""
+    if actor.system or actor.is_admin:
+        return
+    if actor.scope_role is None and actor.user_id == user.id:
+        return
+    require_admin(actor)
+
+
+def create_token(
+    session: Session,
+    *,
+    actor: Actor,
+    username: str,
+    project_id: int,
+    role: Role,
+    name: str = "",
+    expires_at: datetime | None = None,
+) -> NewToken:
+    """A new token for ``username`` in ``project_id`` with ``role``, which the user must
+    hold there."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    _may_manage(session, actor, user)
+    if not user.is_active:
+        raise Conflict(f"user {username!r} is deactivated")
+    holds = session.scalar(
+        select(Membership.id).where(
+            Membership.user_id == user.id,
+            Membership.project_id == project_id,
+            Membership.role == Role(role).value,
+        )
+    )
+    if holds is None:
+        raise ValidationFailed(
+            f"{username} has no {Role(role).value} role in project {project_id}; "
+            "a token can only carry a role its user holds"
+        )
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationFailed("the expiry date is in the past")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    token = ApiToken(
+        user_id=user.id,
+        project_id=project_id,
+        role=Role(role).value,
+        name=name.strip(),
+        prefix=plaintext[:PREFIX_SHOWN],
+        token_hash=hash_token(plaintext),
+        expires_at=expires_at,
+    )
+    session.add(token)
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="api_token.create",
+        entity_type="api_token",
+        entity_id=token.id,
+        project_id=project_id,
+        after={
+            "username": username,
+            "role": token.role,
+            "name": token.name,
+            "prefix": token.prefix,
+            "expires_at": expires_at,
+        },
+    )
+    return NewToken(token, plaintext)
+
+
+def list_tokens(
+    session: Session, *, actor: Actor, username: str | None = None
+) -> Sequence[tuple[ApiToken, str]]:
+    """Tokens (with their user's name), newest first; a non-admin sees only their own."""
+    stmt = (
+        select(ApiToken, User.username)
+        .join(User, User.id == ApiToken.user_id)
+        .order_by(ApiToken.id.desc())
+    )
+    if username is not None:
+        stmt = stmt.where(User.username == username)
+    if not (actor.system or actor.is_admin):
+        if actor.user_id is None or actor.scope_role is not None:
+            raise PermissionDenied(f"{actor.name} may not list API tokens")
+        stmt = stmt.where(ApiToken.user_id == actor.user_id)
+    return [(t, name) for t, name in session.execute(stmt).tuples()]
+
+
+def revoke_token(session: Session, *, actor: Actor, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"no API token {token_id}")
+    user = session.get(User, token.user_id)
+    assert user is not None
+    _may_manage(session, actor, user)
+    if token.revoked_at is not None:
+        raise Conflict(f"API token {token_id} is already revoked")
+    token.revoked_at = utcnow()
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="api_token.revoke",
+        entity_type="api_token",
+        entity_id=token.id,
+        project_id=token.project_id,
+        before={"prefix": token.prefix, "role": token.role, "username": user.username},
+    )
+    return token
+
+
+def authenticate(session: Session, plaintext: str) -> Actor | None:
+    """The actor a bearer token stands for, or ``None`` (unknown, revoked, expired, or
+    its user deactivated). Records ``last_used_at`` at most once a minute."""
+    if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
+        return None
+    row = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == hash_token(plaintext))
+    ).first()
+    if row is None:
+        return None
+    token, user = row.tuple()
+    now = utcnow()
+    if token.revoked_at is not None or not user.is_active:
+        return None
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        token.last_used_at = now
+        session.flush()
+    return Actor.for_token(user.id, user.username, project_id=token.project_id, role=token.role)
