@@ -44,7 +44,9 @@ def _median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def _interleaved(ours: Callable[[], Any], ref: Callable[[], Any], repeat: int) -> tuple[float, float, Any, Any]:
+def _interleaved(
+    ours: Callable[[], Any], ref: Callable[[], Any], repeat: int
+) -> tuple[float, float, Any, Any]:
     t_o, t_r, o, r = [], [], None, None
     for _ in range(repeat):
         a, o = _median_time(ours, 1)
@@ -65,9 +67,13 @@ def _row(name: str, ours: float, ref: float | None, diff: float, notes: str) -> 
     }
 
 
-def _reliability(rng: np.random.Generator, units: int, coders: int, q: int, missing: float) -> np.ndarray:
+def _reliability(
+    rng: np.random.Generator, units: int, coders: int, q: int, missing: float
+) -> np.ndarray:
     truth = rng.integers(0, q, units)
-    m = np.where(rng.random((coders, units)) < 0.7, truth, rng.integers(0, q, (coders, units))).astype(float)
+    m = np.where(
+        rng.random((coders, units)) < 0.7, truth, rng.integers(0, q, (coders, units))
+    ).astype(float)
     m[rng.random(m.shape) < missing] = np.nan
     return m
 
@@ -90,7 +96,10 @@ def bench_alpha_nominal(quick: bool = False) -> dict[str, Any]:
     r = Ratings.from_matrix(m)
     t_alpha, _ = _median_time(lambda: krippendorff_alpha(r, level="nominal"), 3)
     return _row(
-        "krippendorff_alpha nominal", t_o, t_r, abs(a - b),
+        "krippendorff_alpha nominal",
+        t_o,
+        t_r,
+        abs(a - b),
         f"{units:,} units × 5 coders, 20% missing; ours includes Ratings.from_matrix "
         f"(alpha alone on built Ratings: {t_alpha:.3f} s, {t_r / t_alpha:.1f}× faster); target ≥ 5×",
     )
@@ -119,9 +128,13 @@ def bench_alpha_interval(quick: bool = False) -> dict[str, Any]:
     import krippendorff
 
     units = 50_000 if quick else 200_000
+
     def run(mode: str) -> tuple[float, ...]:
         out = subprocess.run(
-            [sys.executable, "-c", _MEM_SCRIPT, str(units), mode], capture_output=True, text=True, check=True
+            [sys.executable, "-c", _MEM_SCRIPT, str(units), mode],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return tuple(float(x) for x in out.stdout.split())
 
@@ -133,10 +146,15 @@ def bench_alpha_interval(quick: bool = False) -> dict[str, Any]:
     # equality on a size the reference can hold
     small = np.random.default_rng(2).normal(size=(5, 120))
     small[np.random.default_rng(3).random(small.shape) < 0.2] = np.nan
-    t_s, a = _median_time(lambda: krippendorff_alpha(Ratings.from_matrix(small, level="interval")).value, 3)
+    t_s, a = _median_time(
+        lambda: krippendorff_alpha(Ratings.from_matrix(small, level="interval")).value, 3
+    )
     t_r, b = _median_time(lambda: krippendorff.alpha(small, level_of_measurement="interval"), 1)
     return _row(
-        "krippendorff_alpha interval (distinct continuous)", t_o, None, abs(a - b),
+        "krippendorff_alpha interval (distinct continuous)",
+        t_o,
+        None,
+        abs(a - b),
         f"{units:,} units × 5 coders, {n_values:,} distinct values: {t_o:.2f} s incl. Ratings.from_matrix, "
         f"peak traced memory {peak_mb:.0f} MB (target < 2 s, < 1 GB). "
         f"Reference not runnable: its units × values count matrix alone is ~{ref_gb:,.0f} GB "
@@ -146,10 +164,14 @@ def bench_alpha_interval(quick: bool = False) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ pairwise kappa
-def _crowd(rng: np.random.Generator, n_ann: int, n_items: int, per: int, q: int) -> tuple[np.ndarray, ...]:
+def _crowd(
+    rng: np.random.Generator, n_ann: int, n_items: int, per: int, q: int
+) -> tuple[np.ndarray, ...]:
     steps = np.stack([rng.permutation(n_ann - 1)[: per - 1] + 1 for _ in range(64)])
     start = rng.integers(0, n_ann, n_items)
-    ann = np.concatenate([start[:, None], (start[:, None] + steps[rng.integers(0, 64, n_items)]) % n_ann], axis=1)
+    ann = np.concatenate(
+        [start[:, None], (start[:, None] + steps[rng.integers(0, 64, n_items)]) % n_ann], axis=1
+    )
     item = np.repeat(np.arange(n_items), per)
     truth = np.repeat(rng.integers(0, q, n_items), per)
     lab = np.where(rng.random(n_items * per) < 0.7, truth, rng.integers(0, q, n_items * per))
@@ -180,7 +202,10 @@ def bench_pairwise_kappa(quick: bool = False) -> dict[str, Any]:
     per_pair = (time.perf_counter() - t0) / len(sample)
     t_r = per_pair * len(pairs)
     return _row(
-        "pairwise kappa matrix", t_o, t_r, diff,
+        "pairwise kappa matrix",
+        t_o,
+        t_r,
+        diff,
         f"{n_ann} annotators, {n_items * per:,} annotations ({per}/item), {q} classes; ours includes "
         f"Ratings.from_long; reference = sklearn cohen_kappa_score(labels=) per pair on a precomputed "
         f"dense items × annotators array, timed on {len(sample)} random pairs and extrapolated to "
@@ -196,16 +221,26 @@ def bench_bootstrap_alpha(quick: bool = False) -> dict[str, Any]:
     units, n_boot = (20_000, 200) if quick else (100_000, 1000)
     m = _reliability(np.random.default_rng(5), units, 5, 5, 0.2)
     r = Ratings.from_matrix(m)
-    t_items, res_i = _median_time(lambda: krippendorff_alpha(r, n_boot=n_boot, seed=0, bootstrap="items"), 3)
-    t_kr, res_k = _median_time(lambda: krippendorff_alpha(r, n_boot=n_boot, seed=0, bootstrap="krippendorff"), 3)
+    t_items, res_i = _median_time(
+        lambda: krippendorff_alpha(r, n_boot=n_boot, seed=0, bootstrap="items"), 3
+    )
+    t_kr, res_k = _median_time(
+        lambda: krippendorff_alpha(r, n_boot=n_boot, seed=0, bootstrap="krippendorff"), 3
+    )
     rng = np.random.default_rng(0)
     k = 5
     t0 = time.perf_counter()
-    reps = [krippendorff.alpha(m[:, rng.integers(0, units, units)], level_of_measurement="nominal") for _ in range(k)]
+    reps = [
+        krippendorff.alpha(m[:, rng.integers(0, units, units)], level_of_measurement="nominal")
+        for _ in range(k)
+    ]
     t_r = (time.perf_counter() - t0) / k * n_boot
     assert res_i.ci is not None and res_k.ci is not None
     return _row(
-        "bootstrap CI of alpha (items)", t_items, t_r, abs(res_i.value - float(np.mean(reps))),
+        "bootstrap CI of alpha (items)",
+        t_items,
+        t_r,
+        abs(res_i.value - float(np.mean(reps))),
         f"{n_boot} resamples, {units:,} units × 5 coders; ours vectorised (multinomial over item types "
         f"+ one matrix product), reference = loop of krippendorff.alpha on resampled units timed over "
         f"{k} resamples and extrapolated; Krippendorff's pair bootstrap: {t_kr:.3f} s; "
@@ -226,9 +261,14 @@ def bench_fleiss_statsmodels(quick: bool = False) -> dict[str, Any]:
     def ref() -> float:
         return float(sm_fleiss(aggregate_raters(m, n_cat=5)[0]))
 
-    t_o, t_r, a, b = _interleaved(lambda: fleiss_kappa(Ratings.from_matrix(m, rows="items")).value, ref, 3)
+    t_o, t_r, a, b = _interleaved(
+        lambda: fleiss_kappa(Ratings.from_matrix(m, rows="items")).value, ref, 3
+    )
     return _row(
-        "fleiss_kappa", t_o, t_r, abs(a - b),
+        "fleiss_kappa",
+        t_o,
+        t_r,
+        abs(a - b),
         f"{units:,} items × 6 raters, complete (statsmodels refuses missing ratings); ours also "
         "computes Gwet's SE and CI; both include building counts from the matrix",
     )
@@ -245,13 +285,21 @@ def bench_gwet_irrcac(quick: bool = False) -> dict[str, Any]:
     def ref() -> float:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(CAC(df.copy(), weights="quadratic", digits=15).gwet()["est"]["coefficient_value"])
+            return float(
+                CAC(df.copy(), weights="quadratic", digits=15).gwet()["est"]["coefficient_value"]
+            )
 
     def ours() -> float:
         return gwet_ac(Ratings.from_matrix(m, rows="items"), weights="quadratic").value
 
     t_o, t_r, a, b = _interleaved(ours, ref, 3)
-    return _row("gwet_ac2 quadratic", t_o, t_r, abs(a - b), f"{units:,} items × 4 raters, 20% missing, vs irrCAC")
+    return _row(
+        "gwet_ac2 quadratic",
+        t_o,
+        t_r,
+        abs(a - b),
+        f"{units:,} items × 4 raters, 20% missing, vs irrCAC",
+    )
 
 
 def bench_cohen_sklearn(quick: bool = False) -> dict[str, Any]:
@@ -275,7 +323,10 @@ def bench_cohen_sklearn(quick: bool = False) -> dict[str, Any]:
     built = Ratings.from_long(items, anns, labs)
     t_built, _ = _median_time(lambda: cohen_kappa(built, weights="quadratic"), 3)
     return _row(
-        "cohen_kappa quadratic", t_o, t_r, abs(x - y),
+        "cohen_kappa quadratic",
+        t_o,
+        t_r,
+        abs(x - y),
         f"{n:,} items, 2 raters; ours includes Ratings.from_long (coding 1,000,000 item ids) and the "
         f"analytic SE; on built Ratings: {t_built:.3f} s ({t_r / t_built:.1f}× the reference)",
     )
@@ -292,15 +343,21 @@ def bench_icc_pingouin(quick: bool = False) -> dict[str, Any]:
     df = pd.DataFrame({"t": it.ravel(), "r": ra.ravel(), "y": x.ravel()})
 
     def ours() -> float:
-        return intraclass_correlation(Ratings.from_long(it.ravel(), ra.ravel(), x.ravel(), level="interval"))[
-            "ICC2"
-        ].value
+        return intraclass_correlation(
+            Ratings.from_long(it.ravel(), ra.ravel(), x.ravel(), level="interval")
+        )["ICC2"].value
 
     def ref() -> float:
         return float(pg.intraclass_corr(df, "t", "r", "y").set_index("Type").loc["ICC(A,1)", "ICC"])
 
     t_o, t_r, a, b = _interleaved(ours, ref, 3)
-    return _row("ICC (all six forms)", t_o, t_r, abs(a - b), f"{n:,} items × {k} raters, vs pingouin.intraclass_corr")
+    return _row(
+        "ICC (all six forms)",
+        t_o,
+        t_r,
+        abs(a - b),
+        f"{n:,} items × {k} raters, vs pingouin.intraclass_corr",
+    )
 
 
 BENCHMARKS: list[Callable[[bool], dict[str, Any]]] = [

@@ -222,3 +222,31 @@ def test_result_fields_and_float() -> None:
     assert res.value == pytest.approx(1 - (1 - res.observed) / (1 - res.expected))
     with pytest.raises(AttributeError):
         res.value = 0.0  # type: ignore[misc]
+
+
+def test_bootstrap_on_a_single_pairable_item_is_skipped_not_an_error() -> None:
+    r = Ratings.from_long([0, 0, 1], ["x", "y", "x"], ["a", "b", "a"])
+    for res in (
+        krippendorff_alpha(r, n_boot=100, seed=0),
+        fleiss_kappa(r.subset(r.item == 0), n_boot=100, seed=0),
+        cohen_kappa(r, n_boot=100, seed=0),
+    ):
+        assert res.ci is None and "skipped" in res.details["bootstrap"]
+
+
+def test_span_alpha_document_bootstrap() -> None:
+    rng = np.random.default_rng(14)
+    spans = []
+    lengths = {}
+    for d in range(30):
+        lengths[d] = 40
+        for _ in range(3):
+            start = int(rng.integers(0, 35))
+            spans.append((d, "a", start, start + 4, "X"))
+            shift = int(rng.integers(-1, 2))
+            spans.append((d, "b", max(0, start + shift), min(40, start + 4 + shift), "X"))
+    res = span_alpha(spans, doc_lengths=lengths, n_boot=300, seed=1)
+    assert res.ci is not None and res.ci_method == "bootstrap-documents"
+    assert res.ci[0] <= res.value <= res.ci[1]
+    one = span_alpha(spans[:2], doc_lengths={0: 40}, n_boot=50, seed=1)
+    assert one.ci is None and "skipped" in one.details["bootstrap"]

@@ -306,3 +306,21 @@ def test_reported_parameters_explain_the_posteriors() -> None:
     np.testing.assert_allclose(
         posterior_by_hand(data, ds.confusions_, ds.priors_), ds.probas_, atol=1e-9
     )
+
+
+def test_ten_thousand_categories() -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    data = Ratings.from_long(
+        rng.integers(200, size=n),
+        rng.integers(5_000, size=n),
+        rng.integers(10_000, size=n),
+        categories=list(range(10_000)),
+    )
+    for cls in (MajorityVote, Wawa):
+        assert cls().fit(data).probas_.shape == (data.n_items, 10_000)
+    glad = GLAD(max_iter=2).fit(data)
+    assert np.isfinite(glad.probas_).all()
+    for cls in (DawidSkene, OneCoinDawidSkene, MACE):
+        with pytest.raises(ValueError, match="use MajorityVote, Wawa or GLAD"):
+            cls().fit(data)

@@ -285,6 +285,7 @@ def test_crowdlab_equals_cleanlab(consensus_method: str) -> None:
             ours.annotator_agreement, stats["agreement_with_consensus"], rtol=0, atol=1e-12
         )
         np.testing.assert_array_equal(ours.annotator_num_labeled, stats["num_examples_labeled"])
+        np.testing.assert_array_equal(ours.annotator_worst_class, stats["worst_class"])
         detailed = ref["detailed_label_quality"].to_numpy()
         np.testing.assert_allclose(
             ours.rating_quality, detailed[ratings.item, ratings.annotator], rtol=0, atol=1e-12

@@ -8,6 +8,7 @@ from labelloop import __version__
 from labelloop.cli import audits, db, demo, projects, stats, trail, users
 from labelloop.cli import io as io_cmds
 from labelloop.cli._common import DatabaseUrl, console, handle_errors, settings_for
+from labelloop.web.serve import serve_cmd
 
 app = typer.Typer(
     name="labelloop",
@@ -27,6 +28,7 @@ app.add_typer(audits.app, name="audit")
 app.command("worker")(audits.worker_cmd)
 app.command("import")(io_cmds.import_cmd)
 app.command("export")(io_cmds.export_cmd)
+app.command("serve")(serve_cmd)
 
 
 @app.command("init")

@@ -36,7 +36,16 @@ if TYPE_CHECKING:
     from labelloop.stats import AgreementResult, Ratings
 
 app = typer.Typer(
-    help="Statistics on long-form rating files, no database: agreement, truth inference, label issues.",
+    help="""Statistics on long-form rating files, without a database: agreement, truth
+inference, label issues.
+
+FILE has one row per rating (item, annotator, label): CSV or TSV (the delimiter is sniffed),
+JSON Lines or Parquet. Columns are found by their names (item: item, item_id, unit, object,
+task_id, orig_id, id; annotator: annotator, annotator_id, worker, worker_id, rater, coder,
+user; label: label, response, rating, value, answer, category) unless --item, --annotator
+and --label name them; --no-header reads a CSV/TSV without a header row, whose columns are
+then numbered 1, 2, 3. A bad file or bad data exits with code 1 and one message on stderr
+naming the file, line and field. Guide: docs/stats/index.md.""",
     no_args_is_help=True,
 )
 
@@ -120,16 +129,6 @@ NoHeader = Annotated[
         "--no-header",
         help="CSV/TSV without a header row: columns are numbered 1, 2, 3 ... and "
         "--item/--annotator/--label take those numbers.",
-    ),
-]
-IgnoredDatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="LABELLOOP_DATABASE_URL",
-        help="Ignored: stats commands read files and never open the database (accepted so that "
-        "every labelloop command takes it).",
-        show_default=False,
     ),
 ]
 Limit = Annotated[
@@ -315,7 +314,9 @@ def _result_json(res: AgreementResult) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- agreement
-@app.command("agreement")
+@app.command(
+    "agreement", short_help="Agreement coefficients with CIs, pairwise and per-annotator agreement."
+)
 def agreement_cmd(
     file: FileArg,
     item: ItemCol = None,
@@ -369,10 +370,21 @@ def agreement_cmd(
     ] = 0.95,
     limit: Limit = 20,
     as_json: JsonFlag = False,
-    database_url: IgnoredDatabaseUrl = None,
 ) -> None:
     """Agreement: percent agreement, Krippendorff's alpha, Fleiss' kappa, Gwet's AC1/AC2,
-    Scott's pi, Brennan–Prediger, Cohen's kappa (two annotators), pairwise and per-annotator."""
+    Scott's pi, Brennan–Prediger, Cohen's kappa (two annotators), pairwise and per-annotator.
+
+    Also ICC at the interval and ratio levels when every annotator rated every item, the
+    pairwise Cohen's kappa matrix (summarised), each annotator against the others
+    (leave-one-out) and per-category agreement. Labels are read as numbers for
+    --level ordinal/interval/ratio and for linear or quadratic --weights.
+
+    --json prints one object: n_items, n_annotators, n_annotations, level, weights,
+    categories, then percent_agreement, krippendorff_alpha, fleiss_kappa, gwet_ac1 (gwet_ac2
+    when weighted), scott_pi, brennan_prediger and cohen_kappa (exactly two annotators), each
+    with value, ci (low and high, or null), se, ci_method, n_items, n_annotators, n_pairable;
+    then icc, pairwise_kappa, per_annotator, per_category and notes.
+    """
     from labelloop import stats
 
     with _errors(file):
@@ -607,7 +619,9 @@ def _estimator(method: Method, *, max_iter: int | None, tol: float | None, seed:
     return cls(**kwargs)
 
 
-@app.command("infer")
+@app.command(
+    "infer", short_help="Truth inference: labels, probabilities, annotator skills, priors."
+)
 def infer_cmd(
     file: FileArg,
     method: Annotated[
@@ -656,10 +670,16 @@ def infer_cmd(
     ] = None,
     limit: Limit = 20,
     as_json: JsonFlag = False,
-    database_url: IgnoredDatabaseUrl = None,
 ) -> None:
     """Truth inference: each item's most likely label with its probabilities, each annotator's
-    skill (and confusion matrix), the class priors and the log-likelihood."""
+    skill (and confusion matrix), the class priors and the log-likelihood.
+
+    --json prints one object: items (item, label, probabilities by label), annotators
+    (annotator, n_annotations, accuracy for majority, wawa, dawid-skene and one-coin or
+    skill for glad and mace, and confusion as true label -> observed label -> probability
+    for dawid-skene and mace), class_priors (by label), log_likelihood (null for the votes),
+    iterations, and gold (column, n_items, accuracy) with --gold.
+    """
     import numpy as np
 
     with _errors(file):
@@ -790,7 +810,9 @@ def _gold_accuracy(
 
 
 # ----------------------------------------------------------------- label-issues
-@app.command("label-issues")
+@app.command(
+    "label-issues", short_help="Likely label errors from a model's predicted probabilities."
+)
 def label_issues_cmd(
     file: FileArg,
     pred_probs: Annotated[
@@ -824,13 +846,21 @@ def label_issues_cmd(
     ] = RankBy.self_confidence,
     limit: Limit = 20,
     as_json: JsonFlag = False,
-    database_url: IgnoredDatabaseUrl = None,
 ) -> None:
     """Label errors by confident learning: items whose given label the model's out-of-sample
     probabilities contradict, most likely error first.
 
     FILE gives each item's label (long form; the annotator column is optional). An item with
     several ratings gets its majority-vote label (a tie goes to the label that sorts first).
+
+    PROBS has one row per item: an item column and one probability column per class, named
+    exactly as the labels are written in FILE, each row summing to 1 (within 0.01), e.g. the
+    header item,cat,dog,fox. A label without a class column, an item missing on either side,
+    a repeated item or a value outside 0..1 is an error naming PROBS and the line.
+
+    --json prints one object: filter, rank_by, classes, n_items, n_issues, thresholds, and
+    issues ranked most likely first, each with rank, item, given_label, suggested_label
+    (the model's most probable class), label_quality and n_annotations.
     """
     import numpy as np
 

@@ -129,3 +129,88 @@ def revoke_cmd(
             session, actor=Actor.local(), username=username, project_id=p.id, role=_role(role)
         )
         console.print(f"{username} is no longer {role} in {p.name}")
+
+
+token_app = typer.Typer(help="API tokens (scoped to a project and a role).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create_cmd(
+    username: str,
+    project: Annotated[str, typer.Option("--project", "-p", help="Project name or id.")],
+    role: Annotated[str, typer.Option("--role", "-r", help="A role the user holds there.")],
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an API token; the token is printed once and only its hash is stored."""
+    from labelloop.accounts import tokens
+    from labelloop.projects.service import get_project
+
+    with open_session(database_url) as session:
+        p = get_project(session, project)
+        new = tokens.create_token(
+            session,
+            actor=Actor.local(),
+            username=username,
+            project_id=p.id,
+            role=_role(role),
+            name=name,
+        )
+        token_id = new.token.id
+    console.print(
+        f"token {token_id} for {username} ({role} in {p.name}); copy it now, it is not shown again:"
+    )
+    typer.echo(new.plaintext)
+
+
+@token_app.command("list")
+def token_list_cmd(
+    username: Annotated[str | None, typer.Option("--user", help="Only this user's tokens.")] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List API tokens (never their secrets)."""
+    from labelloop.accounts import tokens
+
+    with open_session(database_url) as session:
+        rows = [
+            {
+                "id": t.id,
+                "username": user,
+                "project_id": t.project_id,
+                "role": t.role,
+                "name": t.name,
+                "prefix": t.prefix,
+                "created_at": t.created_at.isoformat(),
+                "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+                "revoked": t.revoked_at is not None,
+            }
+            for t, user in tokens.list_tokens(session, actor=Actor.local(), username=username)
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "user", "project", "role", "name", "prefix", "last used", "revoked")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["username"]),
+            str(r["project_id"]),
+            str(r["role"]),
+            str(r["name"]),
+            f"{r['prefix']}…",
+            str(r["last_used_at"] or ""),
+            "yes" if r["revoked"] else "",
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke_cmd(token_id: int, database_url: DatabaseUrl = None) -> None:
+    """Revoke an API token by id (it stops working at once)."""
+    from labelloop.accounts import tokens
+
+    with open_session(database_url) as session:
+        tokens.revoke_token(session, actor=Actor.local(), token_id=token_id)
+    console.print(f"token {token_id} revoked")

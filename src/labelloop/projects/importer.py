@@ -90,7 +90,7 @@ UNKNOWN_ANNOTATOR = "unknown"
 #: Item payloads kept for validating spans of items defined in earlier batches.
 _PAYLOAD_CACHE = 4096
 #: SQLite page cache (KiB) for the importing connection.
-_SQLITE_CACHE_KIB = 131072
+_SQLITE_CACHE_KIB = 2000
 #: Formats read through the long-form (column-mapped) reader.
 _TABULAR = frozenset({"csv", "jsonl", "parquet"})
 #: Keys per ``IN (...)`` lookup.

@@ -209,9 +209,11 @@ def krippendorff_alpha(
     se: float | None = None
     ci_method: str | None = None
     details: dict[str, Any] = {"level": lvl, "D_o": d_o, "D_e": d_e}
-    if n_boot > 0:
-        if "unit" not in parts:
-            parts.update(zip(("unit", "lab", "m"), _pairable(r), strict=True))
+    if n_boot > 0 and "unit" not in parts:
+        parts.update(zip(("unit", "lab", "m"), _pairable(r), strict=True))
+    if n_boot > 0 and len(parts["m"]) < 2:
+        details["bootstrap"] = "skipped: fewer than two pairable items"
+    elif n_boot > 0:
         if bootstrap == "krippendorff":
             delta, mass = _pair_distribution(r, lvl, parts)
             boot = krippendorff_bootstrap(
@@ -476,6 +478,9 @@ def span_alpha(
     *,
     doc_lengths: dict[Hashable, int],
     annotators: Sequence[Hashable] | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 0,
+    seed: int | np.random.Generator | None = None,
 ) -> AgreementResult:
     """Token-level nominal alpha for text spans.
 
@@ -491,6 +496,8 @@ def span_alpha(
         spans: ``(document, annotator, start, end, label)`` with token offsets, ``end``
             exclusive.
         doc_lengths: number of tokens of each document.
+        n_boot: resamples of a *document* bootstrap (tokens within a document are not
+            independent, so whole documents are resampled).
     """
     rows = list(spans)
     anns = sorted({a for _, a, *_ in rows}, key=repr) if annotators is None else list(annotators)
@@ -523,16 +530,39 @@ def span_alpha(
         grid[a_idx, t_idx],
         categories=list(range(len(label_codes))),
     )
+    check_confidence(confidence)
     res = krippendorff_alpha(r, level="nominal")
+    ci: tuple[float, float] | None = None
+    se: float | None = None
+    details: dict[str, Any] = {"unit": "token", "n_labels": len(label_codes) - 1}
+    if n_boot > 0 and len(docs) < 2:
+        details["bootstrap"] = "skipped: fewer than two documents"
+    elif n_boot > 0:
+        # tokens of a document are not independent: resample whole documents (cluster
+        # bootstrap) by summing the per-token sufficient statistics per document
+        parts = _alpha_parts(r, "nominal")
+        parts.update(zip(("unit", "lab", "m"), _pairable(r), strict=True))
+        per_tok, stat = _item_stats(r, "nominal", parts)
+        doc_of_tok = np.repeat(np.arange(len(docs)), np.diff(offsets))
+        to_doc = sp.csr_matrix(
+            (np.ones(n_tok), (doc_of_tok, np.arange(n_tok))), shape=(len(docs), n_tok)
+        )
+        boot = bootstrap_items(
+            to_doc @ per_tok, stat, n_boot=n_boot, confidence=confidence, seed=seed
+        )
+        ci, se = boot.ci, boot.se
+        details["n_undefined_resamples"] = boot.n_undefined
     return AgreementResult(
         name="krippendorff_alpha_spans",
         value=res.value,
-        ci=None,
-        se=None,
+        ci=ci,
+        se=se,
+        confidence=confidence,
+        ci_method="bootstrap-documents" if ci is not None else None,
         n_items=res.n_items,
         n_annotators=res.n_annotators,
         n_pairable=res.n_pairable,
         observed=res.observed,
         expected=res.expected,
-        details={"unit": "token", "n_labels": len(label_codes) - 1},
+        details=details,
     )

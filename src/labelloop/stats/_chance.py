@@ -146,7 +146,9 @@ def chance_corrected(
     se: float | None = None
     ci: tuple[float, float] | None = None
     ci_method: str | None = None
-    if n_boot > 0:
+    if n_boot > 0 and n < 2:
+        details["bootstrap"] = "skipped: fewer than two items"
+    elif n_boot > 0:
         per_item = sp.hstack(
             [sp.csr_matrix(np.column_stack([np.ones(n), parts.two, parts.pa_i])), parts.pi_i],
             format="csr",

@@ -107,7 +107,9 @@ def cohen_kappa(
     ma, mb = r.annotator == a, r.annotator == b
     la[r.item[ma]] = r.label[ma]
     lb[r.item[mb]] = r.label[mb]
-    if np.count_nonzero(la >= 0) != np.count_nonzero(ma) or np.count_nonzero(lb >= 0) != np.count_nonzero(mb):
+    if np.count_nonzero(la >= 0) != np.count_nonzero(ma) or np.count_nonzero(
+        lb >= 0
+    ) != np.count_nonzero(mb):
         raise ValueError(
             "Cohen's kappa needs one rating per annotator and item; some annotator rated an item "
             "more than once (deduplicate or adjudicate first)"
@@ -131,7 +133,9 @@ def cohen_kappa(
         "weights": weights_name(weights),
         "pair": (r.annotators[a], r.annotators[b]),
     }
-    if n_boot > 0:
+    if n_boot > 0 and n < 2:
+        details["bootstrap"] = "skipped: fewer than two shared items"
+    elif n_boot > 0:
         if q * q > 1_000_000:
             raise ValueError("bootstrap of Cohen's kappa supports up to 1,000 categories")
         cell_idx = np.searchsorted(cells, key)
@@ -139,17 +143,15 @@ def cohen_kappa(
         rows_c, cols_c = cells // q, cells % q
         w_c = (rows_c == cols_c).astype(np.float64) if w is None else w[rows_c, cols_c]
         wm = np.eye(q) if w is None else w
+        to_row = np.zeros((len(cells), q))
+        to_row[np.arange(len(cells)), rows_c] = 1.0  # cell -> rater-1 category
+        to_col = np.zeros((len(cells), q))
+        to_col[np.arange(len(cells)), cols_c] = 1.0  # cell -> rater-2 category
 
         def stat(s: FloatArray) -> FloatArray:
-            tot = s.sum(axis=1, keepdims=True)
-            p = s / tot
+            p = s / s.sum(axis=1, keepdims=True)
             po_b = p @ w_c
-            pr = np.zeros((len(s), q))
-            pc = np.zeros((len(s), q))
-            for k in range(len(cells)):  # loop over non-empty cells, vectorised over resamples
-                pr[:, rows_c[k]] += p[:, k]
-                pc[:, cols_c[k]] += p[:, k]
-            pe_b = np.einsum("bk,kl,bl->b", pr, wm, pc)
+            pe_b = np.einsum("bk,kl,bl->b", p @ to_row, wm, p @ to_col)
             return np.where(pe_b < 1.0, (po_b - pe_b) / (1.0 - pe_b), np.nan)
 
         boot = bootstrap_items(per, stat, n_boot=n_boot, confidence=confidence, seed=seed)

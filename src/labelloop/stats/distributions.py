@@ -36,6 +36,22 @@ from scipy import stats as sps
 
 from labelloop.stats._data import Ratings
 
+# ``ratings_distribution`` is new and not yet re-exported by ``labelloop.stats``; it joins
+# ``__all__`` once the package ``__init__`` lists it.
+__all__ = [
+    "Chi2Result",
+    "Comparison",
+    "LabelDistribution",
+    "benjamini_hochberg",
+    "chi2_homogeneity",
+    "compare_distributions",
+    "jensen_shannon_divergence",
+    "label_distribution",
+    "population_stability_index",
+    "segment_skew",
+    "window_drift",
+]
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]

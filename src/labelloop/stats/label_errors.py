@@ -448,6 +448,10 @@ class MultiAnnotatorQuality:
         annotator_agreement: per annotator, fraction of their ratings equal to the consensus.
         annotator_num_labeled: ratings per annotator.
         annotator_weight: per annotator, the CROWDLAB weight ``max(1 - err/err_mlc, 1e-6)``.
+        annotator_worst_class: per annotator, the category code (among those they used)
+            where their labels agree least with the consensus (ties: the one they used
+            most, then the highest mean consensus quality, then the smallest code; -1 for
+            an annotator without ratings).
         model_weight: the model's weight ``max(1 - err/err_mlc, 1e-6) * sqrt(mean ratings)``.
     """
 
@@ -461,6 +465,7 @@ class MultiAnnotatorQuality:
     annotator_agreement: FloatArray
     annotator_num_labeled: IntArray
     annotator_weight: FloatArray
+    annotator_worst_class: IntArray
     model_weight: float
 
 
@@ -542,6 +547,27 @@ def _crowdlab_stats(
     ).reshape(ratings.n_items, k)
     posterior = (base + bonus) / total[:, None]
     return posterior, agreement, ann_weight, model_weight
+
+
+def _worst_class(ratings: Ratings, hits: FloatArray, consensus_quality: FloatArray) -> IntArray:
+    """Per annotator: the used class with the lowest agreement with the consensus."""
+    k, m = ratings.n_categories, ratings.n_annotators
+    cell = ratings.annotator * k + ratings.label
+    count = np.bincount(cell, minlength=m * k).reshape(m, k).astype(np.float64)
+    agree = np.bincount(cell, weights=hits, minlength=m * k).reshape(m, k)
+    quality = np.bincount(cell, weights=consensus_quality[ratings.item], minlength=m * k).reshape(
+        m, k
+    )
+    used = count > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(used, agree / count, np.inf)
+        mean_quality = np.where(used, quality / count, -np.inf)
+    cand = used & (accuracy == accuracy.min(axis=1, keepdims=True))
+    most = np.where(cand, count, -np.inf)
+    cand &= most == most.max(axis=1, keepdims=True)
+    best = np.where(cand, mean_quality, -np.inf)
+    cand &= best == best.max(axis=1, keepdims=True)
+    return np.where(used.any(axis=1), cand.argmax(axis=1), -1).astype(np.int64)
 
 
 def crowdlab(
@@ -653,6 +679,7 @@ def crowdlab(
     adjusted = float(np.nansum(ann_weight)) * (float(np.mean(n_ann)) / int(active.sum()))
     wq = model_weight / (model_weight + adjusted)
     annotator_quality = wq * mean_lq + (1 - wq) * agree_multi
+    worst = _worst_class(ratings, hits, consensus_quality)
     return MultiAnnotatorQuality(
         consensus_label=consensus,
         consensus_quality=np.asarray(consensus_quality, dtype=np.float64),
@@ -664,5 +691,6 @@ def crowdlab(
         annotator_agreement=annotator_agreement,
         annotator_num_labeled=n_labeled,
         annotator_weight=ann_weight,
+        annotator_worst_class=worst,
         model_weight=float(model_weight),
     )

@@ -257,6 +257,9 @@ class ConfusionEM(EMEstimator):
 
     _stats: tuple[FloatArray, FloatArray] | None = None
 
+    #: Largest annotators × K × K parameter table accepted (8 bytes per cell: ~400 MB).
+    max_table_cells = 50_000_000
+
     def _posterior_pass(
         self, prep: Prepared, log_e: FloatArray, log_prior: FloatArray
     ) -> tuple[FloatArray, float]:
@@ -277,11 +280,21 @@ class ConfusionEM(EMEstimator):
         return probas, ll
 
     def _run_em(self, prep: Prepared, probas: FloatArray, history: list[float]) -> FloatArray:
+        self._check_table_size(prep)
         self._stats = None  # never reuse statistics of another fit or start
         try:
             return super()._run_em(prep, probas, history)
         finally:
             self._stats = None
+
+    def _check_table_size(self, prep: Prepared) -> None:
+        cells = prep.n_annotators * prep.k * prep.k
+        if cells > self.max_table_cells:
+            raise ValueError(
+                f"{type(self).__name__} needs an annotators × categories² table of {cells:,} "
+                f"cells ({prep.n_annotators:,} annotators, {prep.k:,} categories), more than "
+                f"{self.max_table_cells:,}; use MajorityVote, Wawa or GLAD for so many categories"
+            )
 
     def _take_stats(self, prep: Prepared, probas: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Sufficient statistics of ``probas`` (from the last pass when it made them)."""

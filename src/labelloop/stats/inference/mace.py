@@ -146,6 +146,7 @@ class MACE(ConfusionEM):
         return starts
 
     def _fit(self, prep: Prepared) -> IntArray:
+        self._check_table_size(prep)
         self.priors_ = np.full(prep.k, 1.0 / prep.k)
         best: tuple[float, dict[str, Any]] | None = None
         for spam, strat in self._starts(prep):

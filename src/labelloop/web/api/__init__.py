@@ -1,0 +1,5 @@
+"""The JSON API, version 1 (mounted at ``/api/v1``; OpenAPI at ``/docs``)."""
+
+from labelloop.web.api.v1 import router
+
+__all__ = ["router"]

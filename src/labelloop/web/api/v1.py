@@ -1,0 +1,356 @@
+"""``/api/v1``: projects, items, annotations, gold labels, predictions, audits.
+
+Every route resolves the caller (``CurrentActor``: a bearer token or the session
+cookie) and hands it to a service, which checks the permission. POSTs accept
+``Idempotency-Key`` (see :mod:`labelloop.web.idempotency`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from labelloop.accounts.roles import Permission
+from labelloop.audits import service as audits
+from labelloop.audits.models import AuditRun
+from labelloop.errors import Conflict
+from labelloop.projects import service as projects
+from labelloop.projects.models import Annotation, GoldLabel, Item, Prediction, Project
+from labelloop.web import queries
+from labelloop.web.api.schemas import (
+    AnnotationIn,
+    AnnotationOut,
+    ErrorResponse,
+    GoldIn,
+    GoldOut,
+    ItemOut,
+    Me,
+    Page,
+    PolicyOut,
+    PredictionIn,
+    PredictionOut,
+    ProjectOut,
+    RunOut,
+)
+from labelloop.web.deps import CurrentActor, SessionDep
+from labelloop.web.idempotency import IdempotencyDep
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No or an invalid credential"},
+    403: {"model": ErrorResponse, "description": "The caller's role does not allow it"},
+    404: {"model": ErrorResponse, "description": "No such record"},
+    422: {"model": ErrorResponse, "description": "Invalid input, with field paths"},
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": ErrorResponse, "description": "Conflict, or the same key is in flight"},
+}
+
+router = APIRouter(responses=ERRORS)
+
+
+def _project_out(session: Any, actor: Any, p: Project, counts: bool = False) -> ProjectOut:
+    return ProjectOut(
+        id=p.id,
+        name=p.name,
+        description=p.description,
+        task_type=p.task_type,
+        schema_version=p.schema_version,
+        label_schema=p.label_schema,
+        roles=queries.my_roles(session, actor=actor, project_id=p.id),
+        counts=projects.project_summary(session, p).as_dict() if counts else None,
+    )
+
+
+def _item_out(i: Item) -> ItemOut:
+    return ItemOut(
+        id=i.id,
+        external_id=i.external_id,
+        payload=i.payload,
+        metadata=i.meta or {},
+        segments=i.segments or {},
+        tags=list(i.tags or []),
+        created_at=i.created_at,
+    )
+
+
+def _created(idem: Any, body: Any, status: int = 201) -> JSONResponse:
+    data = body.model_dump(mode="json", by_alias=True)
+    idem.remember(status, data)
+    return JSONResponse(data, status_code=status)
+
+
+@router.get("/me", tags=["accounts"])
+def me(actor: CurrentActor) -> Me:
+    """Who the credential stands for."""
+    return Me(
+        name=actor.name,
+        user_id=actor.user_id,
+        is_admin=actor.is_admin,
+        token_project_id=actor.scope_project_id,
+        token_role=actor.scope_role,
+    )
+
+
+# ---------------------------------------------------------------------------- projects
+@router.get("/projects", tags=["projects"])
+def list_projects(session: SessionDep, actor: CurrentActor) -> list[ProjectOut]:
+    """Projects the caller holds a role in (every project for administrators)."""
+    return [
+        _project_out(session, actor, p) for p in queries.visible_projects(session, actor=actor)
+    ]
+
+
+@router.get("/projects/{project_id}", tags=["projects"])
+def get_project(project_id: int, session: SessionDep, actor: CurrentActor) -> ProjectOut:
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.PROJECT_READ
+    )
+    return _project_out(session, actor, p, counts=True)
+
+
+# ------------------------------------------------------------------------------- items
+@router.get("/projects/{project_id}/items", tags=["items"])
+def list_items(
+    project_id: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    external_id: Annotated[str | None, Query(max_length=500)] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    segment: Annotated[
+        list[str] | None,
+        Query(description="key=value; repeat for several (all must match)", max_length=300),
+    ] = None,
+    has_gold: bool | None = None,
+) -> Page[ItemOut]:
+    """Items by id, with filters and keyset (cursor) pagination."""
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.PROJECT_READ
+    )
+    pairs = []
+    for s in segment or []:
+        key, sep, value = s.partition("=")
+        if not sep or not key:
+            from labelloop.errors import ValidationFailed
+            from labelloop.projects.validation import Violation
+
+            raise ValidationFailed(
+                "segment filters are key=value",
+                [Violation("segment", "format", f"expected key=value, got {s!r}")],
+            )
+        pairs.append((key, value))
+    if has_gold is not None:  # gold labels are hidden checks
+        queries.project_for(
+            session, actor=actor, project_id=p.id, permission=Permission.DATA_EXPORT
+        )
+    items, nxt = queries.list_items(
+        session,
+        actor=actor,
+        project=p,
+        filters=queries.ItemFilter(external_id, tag, tuple(pairs), has_gold),
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page[ItemOut](items=[_item_out(i) for i in items], next_cursor=nxt)
+
+
+# ------------------------------------------------------------------------- annotations
+@router.post(
+    "/projects/{project_id}/annotations",
+    tags=["annotations"],
+    status_code=201,
+    responses=WRITE_ERRORS,
+)
+def submit_annotation(
+    project_id: int,
+    body: AnnotationIn,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
+) -> AnnotationOut:
+    """Submit (or, with the same ``external_key``, resubmit) an annotation. The label is
+    validated against the project's schema; errors answer 422 with one detail per
+    violation and its field path (``value``, ``attributes.severity``, ...)."""
+    p = projects.get_project(session, project_id)
+    annotator = body.annotator_id if body.annotator_id is not None else actor.user_id
+    if annotator is None:
+        from labelloop.errors import ValidationFailed
+        from labelloop.projects.validation import Violation
+
+        raise ValidationFailed(
+            "annotator_id is required for this caller",
+            [Violation("annotator_id", "required", "give the annotator's user id")],
+        )
+    a: Annotation = projects.submit_annotation(
+        session,
+        actor=actor,
+        project=p,
+        item_id=body.item_id,
+        annotator_id=annotator,
+        value=body.value,
+        attributes=body.attributes,
+        started_at=body.started_at,
+        submitted_at=body.submitted_at,
+        active_seconds=body.active_seconds,
+        guideline_version=body.guideline_version,
+        source="api",
+        external_key=body.external_key,
+    )
+    out = AnnotationOut(
+        id=a.id,
+        item_id=a.item_id,
+        annotator_id=a.annotator_id,
+        value=a.value,
+        attributes=a.attributes,
+        submitted_at=a.submitted_at,
+        active_seconds=a.active_seconds,
+        source=a.source,
+        flags=a.flags,
+    )
+    return _created(idem, out)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------- gold labels
+def _gold_out(g: GoldLabel, external_id: str | None = None) -> GoldOut:
+    return GoldOut(
+        id=g.id,
+        item_id=g.item_id,
+        item_external_id=external_id,
+        value=g.value,
+        rationale=g.rationale,
+        source=g.source,
+        updated_at=g.updated_at,
+    )
+
+
+@router.get("/projects/{project_id}/gold", tags=["gold labels"])
+def list_gold(
+    project_id: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[GoldOut]:
+    """Gold labels (hidden checks: leads and model accounts only)."""
+    p = projects.get_project(session, project_id)
+    rows, nxt = queries.gold_labels(session, actor=actor, project=p, limit=limit, cursor=cursor)
+    return Page[GoldOut](items=[_gold_out(g, ext) for g, ext in rows], next_cursor=nxt)
+
+
+@router.post(
+    "/projects/{project_id}/gold", tags=["gold labels"], status_code=201, responses=WRITE_ERRORS
+)
+def set_gold(
+    project_id: int, body: GoldIn, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
+) -> GoldOut:
+    """Set (or replace) the gold label of an item."""
+    p = projects.get_project(session, project_id)
+    g = projects.set_gold(
+        session,
+        actor=actor,
+        project=p,
+        item_id=body.item_id,
+        value=body.value,
+        rationale=body.rationale,
+        source=body.source,
+    )
+    return _created(idem, _gold_out(g))  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------- predictions
+@router.post(
+    "/projects/{project_id}/predictions",
+    tags=["predictions"],
+    status_code=201,
+    responses=WRITE_ERRORS,
+)
+def add_prediction(
+    project_id: int,
+    body: PredictionIn,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
+) -> PredictionOut:
+    """Store (or replace) a model's prediction for an item (model accounts, leads)."""
+    p = projects.get_project(session, project_id)
+    pred: Prediction = projects.add_prediction(
+        session,
+        actor=actor,
+        project=p,
+        item_id=body.item_id,
+        model_name=body.model_name,
+        model_version=body.model_version,
+        value=body.value,
+        probabilities=body.probabilities,
+        score=body.score,
+    )
+    out = PredictionOut(
+        id=pred.id,
+        item_id=pred.item_id,
+        model_name=pred.model_name,
+        model_version=pred.model_version,
+        value=pred.value,
+        probabilities=pred.probabilities,
+        score=pred.score,
+    )
+    return _created(idem, out)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------ audits
+def _run_out(session: Any, run: AuditRun) -> RunOut:
+    return RunOut(
+        id=run.id,
+        policy_id=run.policy_id,
+        project_id=run.project_id,
+        status=run.status,
+        trigger=run.trigger,
+        window_start=run.window_start,
+        window_end=run.window_end,
+        population_size=run.population_size,
+        sample_size=run.sample_size,
+        opened_at=run.opened_at,
+        closed_at=run.closed_at,
+        progress=audits.progress(session, run),
+        error_rate=(run.report or {}).get("error_rate", {}).get("overall"),
+    )
+
+
+@router.get("/projects/{project_id}/audit-policies", tags=["audits"])
+def list_policies(project_id: int, session: SessionDep, actor: CurrentActor) -> list[PolicyOut]:
+    p = projects.get_project(session, project_id)
+    return [
+        PolicyOut(
+            id=x.id,
+            project_id=x.project_id,
+            name=x.name,
+            cadence=x.cadence,
+            active=x.active,
+            spec=x.spec,
+        )
+        for x in queries.policies_of(session, actor=actor, project=p)
+    ]
+
+
+@router.get("/projects/{project_id}/audit-runs", tags=["audits"])
+def list_runs(project_id: int, session: SessionDep, actor: CurrentActor) -> list[RunOut]:
+    p = projects.get_project(session, project_id)
+    return [_run_out(session, r) for r in queries.runs_of_project(session, actor=actor, project=p)]
+
+
+@router.get("/audit-runs/{run_id}", tags=["audits"])
+def get_run(run_id: int, session: SessionDep, actor: CurrentActor) -> RunOut:
+    run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_REVIEW)
+    return _run_out(session, run)
+
+
+@router.get("/audit-runs/{run_id}/report", tags=["audits"])
+def get_report(run_id: int, session: SessionDep, actor: CurrentActor) -> dict[str, Any]:
+    """The stored JSON report of a closed run (leads)."""
+    run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_MANAGE)
+    if not run.report:
+        raise Conflict(f"audit run {run.id} has no report yet (it is {run.status})")
+    return run.report

@@ -1,0 +1,118 @@
+"""The application factory. Nothing is global: ``create_app(settings)`` builds an app
+whose lifespan owns the database engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from labelloop import __version__
+from labelloop.settings import Settings
+from labelloop.store import make_engine, make_session_factory
+from labelloop.web import errors
+from labelloop.web.idempotency import IdempotencyStore
+from labelloop.web.security import LoginThrottle, csrf_protect
+from labelloop.web.templating import make_templates
+
+STATIC = Path(__file__).with_name("static")
+SESSION_COOKIE = "labelloop_session"
+SESSION_MAX_AGE = 12 * 3600
+
+#: Pages may load scripts, styles and images from this origin only.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'"
+)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    secure_cookies: bool = False,
+    login_attempts: int = 5,
+    login_window_seconds: float = 15 * 60,
+) -> FastAPI:
+    """The LabelLoop web app: HTML pages, the JSON API under ``/api/v1`` (OpenAPI at
+    ``/docs``) and the vendored static assets.
+
+    ``secure_cookies`` marks the session cookie ``Secure`` (serve over HTTPS then).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        app.state.engine = engine
+        app.state.sessions = make_session_factory(engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="LabelLoop",
+        version=__version__,
+        description="Data-labeling quality: projects, items, annotations, gold labels, "
+        "predictions and audits. Authenticate with `Authorization: Bearer <token>` "
+        "(`labelloop user token create`). Errors have one shape: "
+        '`{"error": {"code", "message", "details"}}`.',
+        lifespan=lifespan,
+        dependencies=[Depends(csrf_protect)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    app.state.throttle = LoginThrottle(limit=login_attempts, window=login_window_seconds)
+    app.state.idempotency = IdempotencyStore()
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.url.path not in ("/docs",):  # Swagger UI loads its own assets
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+            response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        if request.url.path.startswith("/api/") or "set-cookie" in response.headers:
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.ensure_secret_key(),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=secure_cookies,
+    )
+    errors.install(app)
+
+    from labelloop.web.api import router as api_router
+    from labelloop.web.pages import router as pages_router
+
+    app.include_router(pages_router)
+    app.include_router(api_router, prefix="/api/v1")
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> Response:
+        """The OpenAPI explorer, from the vendored swagger-ui (works offline)."""
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="LabelLoop API",
+            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+
+    return app

@@ -1,0 +1,13 @@
+"""Server-rendered pages (Jinja2 templates, htmx)."""
+
+from fastapi import APIRouter
+
+from labelloop.web.pages import admin, audits, auth, projects
+
+router = APIRouter(include_in_schema=False)
+router.include_router(auth.router)
+router.include_router(projects.router)
+router.include_router(audits.router)
+router.include_router(admin.router)
+
+__all__ = ["router"]

@@ -1,0 +1,172 @@
+"""Web test fixtures: a demo database built once per backend per test session, apps
+and signed-in clients for every demo role.
+
+The demo (300 tickets, one closed weekly audit cycle) is built through the services
+into a fresh migrated database and committed; a second, small blind policy with one
+open run gives the review-queue tests work. Tests share it, so they only add rows
+(annotations, gold labels, tokens, reviews) and never depend on exact counts that
+other tests change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from labelloop.accounts import service as accounts
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.models import User
+from labelloop.audits import service as audits
+from labelloop.audits.models import AuditAssignment, AuditRun
+from labelloop.demo import audits as demo_audits
+from labelloop.demo.builder import DEMO_ACCOUNTS, DEMO_PASSWORD, build_demo
+from labelloop.demo.simulate import START, simulate
+from labelloop.projects.service import get_project
+from labelloop.settings import Settings
+from labelloop.store import make_engine, make_session_factory, session_scope
+from labelloop.web import create_app
+from tests.conftest import _copy_database, _Postgres
+
+DEMO_ITEMS = 300
+DEMO_SEED = 7
+OPERATOR = Actor.local("test")
+#: The demo logins by role, plus a user with no role anywhere.
+ROLE_USERS = {a.role: a.username for a in DEMO_ACCOUNTS} | {"outsider": "web.outsider"}
+TEST_POLICY = "web-test-blind"
+
+
+@dataclass(frozen=True)
+class Demo:
+    url: str
+    project_id: int
+    closed_run_id: int
+    open_run_id: int
+    auditor_assignment_ids: tuple[int, ...]
+
+
+def _build(url: str) -> Demo:
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    try:
+        with session_scope(factory) as session:
+            summary = build_demo(session, actor=OPERATOR, seed=DEMO_SEED, n_items=DEMO_ITEMS)
+            accounts.create_user(
+                session, actor=OPERATOR, username=ROLE_USERS["outsider"], password=DEMO_PASSWORD
+            )
+        with session_scope(factory) as session:
+            project = get_project(session, summary.project)
+            data = simulate(DEMO_SEED, DEMO_ITEMS)
+            cycles = demo_audits.run_cycles(
+                session, actor=OPERATOR, project=project, data=data, seed=DEMO_SEED
+            )
+            spec = audits.parse_spec(
+                {
+                    "sample_size": 8,
+                    "reviewers": ["demo.auditor", "demo.adjudicator"],
+                    "blind": True,
+                    "double_review_fraction": 0.0,
+                }
+            )
+            policy = audits.create_policy(
+                session, actor=OPERATOR, project=project, name=TEST_POLICY, spec=spec
+            )
+            run = audits.open_run(
+                session,
+                actor=OPERATOR,
+                policy=policy,
+                window_start=START - timedelta(days=1),
+                window_end=START + timedelta(days=60),
+                trigger="manual",
+            ).run
+            auditor = accounts.get_user(session, "demo.auditor")
+            mine = session.scalars(
+                select(AuditAssignment.id)
+                .where(AuditAssignment.run_id == run.id, AuditAssignment.reviewer_id == auditor.id)
+                .order_by(AuditAssignment.id)
+            ).all()
+            closed = session.scalar(
+                select(AuditRun.id).where(AuditRun.id == cycles[0].run_id)
+            )
+            assert closed is not None and mine
+            return Demo(url, project.id, closed, run.id, tuple(mine))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo(
+    backend: str,
+    template_url: str,
+    _postgres: _Postgres,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Demo:
+    """The demo database of this backend (built once per test session and worker)."""
+    url = _copy_database(backend, template_url, _postgres, tmp_path_factory.mktemp("webdemo"))
+    return _build(url)
+
+
+def make_settings(url: str, tmp: Path) -> Settings:
+    return Settings(database_url=url, secret_key="test-secret-key-" + "x" * 32, secret_key_file=tmp / "k")
+
+
+@pytest.fixture(scope="session")
+def demo_app(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    app = create_app(make_settings(demo.url, tmp_path_factory.mktemp("app")))
+    yield app
+
+
+@pytest.fixture
+def fresh_app(demo: Demo, tmp_path: Path) -> FastAPI:
+    """A new app (own throttle and idempotency memory) on the shared demo database."""
+    return create_app(make_settings(demo.url, tmp_path))
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html
+    )
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def login(client: TestClient, username: str, password: str = DEMO_PASSWORD) -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    token = csrf_of(client.get("/login").text)
+    r = client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    return csrf_of(client.get("/").text)
+
+
+@pytest.fixture(scope="session")
+def clients(demo_app: FastAPI) -> Iterator[dict[str, tuple[TestClient, str | None]]]:
+    """One client per role (signed in, with its CSRF token) and an anonymous one."""
+    out: dict[str, tuple[TestClient, str | None]] = {}
+    with TestClient(demo_app) as anonymous:  # runs the lifespan (the engine) once
+        out["anonymous"] = (anonymous, None)
+        for role, username in ROLE_USERS.items():
+            c = TestClient(demo_app)  # shares the app's engine; own cookie jar
+            out[role] = (c, login(c, username))
+        yield out
+
+
+def user_id(demo: Demo, username: str) -> int:
+    engine = make_engine(demo.url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            uid = s.scalar(select(User.id).where(User.username == username))
+            assert uid is not None
+            return uid
+    finally:
+        engine.dispose()

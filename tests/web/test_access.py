@@ -1,0 +1,155 @@
+"""Every route × every role (and anonymous): the allow/deny table.
+
+The table below names every (method, path) of the app. A route added without a row
+fails :func:`test_every_route_has_a_rule`, so access is decided on purpose, never by
+accident. "Allowed" means the request got past authentication and the permission check
+(any status but 401, 403 or a redirect to the login page); writes are sent with bodies
+that pass validation but name a record that does not exist, so an allowed write answers
+404 and nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.web.conftest import ROLE_USERS, Demo
+
+ROLES = tuple(ROLE_USERS)  # admin, lead, auditor, adjudicator, mentor, annotator, model, outsider
+PUBLIC = frozenset({"anonymous", *ROLES})
+SIGNED_IN = frozenset(ROLES)
+MEMBERS = frozenset(ROLES) - {"outsider"}
+REVIEWERS = frozenset({"admin", "lead", "auditor", "adjudicator", "mentor"})
+LEADS = frozenset({"admin", "lead"})
+ADMINS = frozenset({"admin"})
+ANNOTATORS = frozenset({"admin", "lead", "mentor", "annotator"})
+GOLD_WRITERS = frozenset({"admin", "lead", "adjudicator"})
+GOLD_READERS = frozenset({"admin", "lead", "model"})
+MODELS = frozenset({"admin", "lead", "model"})
+
+NOWHERE = 999_999_999
+
+#: (method, path) -> who may.
+RULES: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("POST", "/logout"): SIGNED_IN,
+    ("GET", "/"): SIGNED_IN,
+    ("GET", "/projects/{project_id}"): LEADS,
+    ("GET", "/projects/{project_id}/audits"): REVIEWERS,
+    ("GET", "/audits/runs/{run_id}"): REVIEWERS,
+    ("GET", "/audits/runs/{run_id}/report"): LEADS,
+    ("GET", "/audits/runs/{run_id}/queue"): REVIEWERS,
+    ("POST", "/audits/runs/{run_id}/queue/{assignment_id}"): REVIEWERS,
+    ("GET", "/admin/users"): ADMINS,
+    ("POST", "/admin/users"): ADMINS,
+    ("GET", "/api/v1/me"): SIGNED_IN,
+    ("GET", "/api/v1/projects"): SIGNED_IN,
+    ("GET", "/api/v1/projects/{project_id}"): MEMBERS,
+    ("GET", "/api/v1/projects/{project_id}/items"): MEMBERS,
+    ("POST", "/api/v1/projects/{project_id}/annotations"): ANNOTATORS,
+    ("GET", "/api/v1/projects/{project_id}/gold"): GOLD_READERS,
+    ("POST", "/api/v1/projects/{project_id}/gold"): GOLD_WRITERS,
+    ("POST", "/api/v1/projects/{project_id}/predictions"): MODELS,
+    ("GET", "/api/v1/projects/{project_id}/audit-policies"): REVIEWERS,
+    ("GET", "/api/v1/projects/{project_id}/audit-runs"): REVIEWERS,
+    ("GET", "/api/v1/audit-runs/{run_id}"): REVIEWERS,
+    ("GET", "/api/v1/audit-runs/{run_id}/report"): LEADS,
+}
+
+#: Bodies that pass request validation and reach the service (which then finds nothing).
+FORMS: dict[str, dict[str, str]] = {
+    "/login": {"username": "nobody-{who}", "password": "wrong-password", "next": "/"},
+    "/audits/runs/{run_id}/queue/{assignment_id}": {"verdict": "unsure"},
+    "/admin/users": {"username": "   ", "password": "long-enough-pw"},
+    "/logout": {},
+}
+JSON_BODIES: dict[str, dict[str, Any]] = {
+    "/api/v1/projects/{project_id}/annotations": {"item_id": NOWHERE, "value": "billing"},
+    "/api/v1/projects/{project_id}/gold": {"item_id": NOWHERE, "value": "billing"},
+    "/api/v1/projects/{project_id}/predictions": {"item_id": NOWHERE, "model_name": "m"},
+}
+
+
+def app_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path) of every endpoint, through included routers (FastAPI versions
+    either copy routes into ``app.routes`` or keep lazy included-router nodes)."""
+    out: set[tuple[str, str]] = set()
+
+    def walk(routes: Any) -> None:
+        for route in routes:
+            contexts = getattr(route, "effective_route_contexts", None)
+            if contexts is not None:
+                for ctx in contexts():
+                    out.update((m, ctx.path) for m in ctx.methods if m != "HEAD")
+                continue
+            methods = getattr(route, "methods", None)
+            if methods:
+                out.update((m, route.path) for m in methods if m != "HEAD")
+            elif hasattr(route, "routes") and route.path != "/static":
+                walk(route.routes)
+
+    walk(app.routes)
+    return sorted(out)
+
+
+def test_every_route_has_a_rule(demo_app: FastAPI) -> None:
+    routes = set(app_routes(demo_app))
+    missing = sorted(routes - set(RULES))
+    stale = sorted(set(RULES) - routes)
+    assert not missing, f"routes without an access rule in RULES: {missing}"
+    assert not stale, f"rules for routes that no longer exist: {stale}"
+
+
+def _url(path: str, demo: Demo) -> str:
+    run = demo.closed_run_id if path.endswith("/report") else demo.open_run_id
+    return path.format(project_id=demo.project_id, run_id=run, assignment_id=NOWHERE)
+
+
+def _denied(status: int, location: str | None) -> bool:
+    return status in (401, 403) or (status in (302, 303) and (location or "").startswith("/login?next="))
+
+
+def _call(client: TestClient, csrf: str | None, method: str, path: str, demo: Demo, who: str) -> Any:
+    url = _url(path, demo)
+    if method == "GET":
+        return client.get(url, follow_redirects=False)
+    if path in JSON_BODIES:
+        headers = {"X-CSRF-Token": csrf} if csrf else {}
+        return client.post(url, json=JSON_BODIES[path], headers=headers, follow_redirects=False)
+    form = {k: v.format(who=who) for k, v in FORMS[path].items()}
+    if path == "/login" and csrf is None:
+        from tests.web.conftest import csrf_of
+
+        csrf = csrf_of(client.get("/login").text)
+    if csrf:
+        form["csrf_token"] = csrf
+    return client.post(url, data=form, follow_redirects=False)
+
+
+@pytest.mark.parametrize("who", ["anonymous", *ROLES])
+def test_role_route_table(
+    who: str, clients: dict[str, tuple[TestClient, str | None]], demo_app: FastAPI, demo: Demo
+) -> None:
+    client, csrf = clients[who]
+    routes = [r for r in app_routes(demo_app) if r != ("POST", "/logout")]
+    routes.append(("POST", "/logout"))  # last: it ends the session
+    wrong = []
+    for method, path in routes:
+        r = _call(client, csrf, method, path, demo, who)
+        assert r.status_code < 500, (who, method, path, r.status_code, r.text[:300])
+        allowed = not _denied(r.status_code, r.headers.get("location"))
+        expected = who in RULES[(method, path)]
+        if allowed != expected:
+            wrong.append(f"{method} {path}: got {r.status_code}, expected {'allow' if expected else 'deny'}")
+    if who != "anonymous":  # sign back in for the other tests of this session
+        from tests.web.conftest import login
+
+        clients[who] = (client, login(client, ROLE_USERS[who]))
+    assert not wrong, f"{who}:\n" + "\n".join(wrong)
