@@ -101,15 +101,16 @@ def target_for(row: dict[str, Any]) -> tuple[str, bool | None]:
 
 
 def memory_mb(row: dict[str, Any]) -> float | None:
-    """Peak memory in MB: a ``memory_mb`` key, else "process peak N MB" or "memory +N MB" in the notes."""
+    """Peak memory in MB: a ``memory_mb`` key, else the first "peak ... N MB/GB" or
+    "memory ... N MB/GB" figure in the notes (None when the row reports none)."""
     if _finite(row.get("memory_mb")):
         return float(row["memory_mb"])
     notes = str(row.get("notes") or "")
-    for pattern in (r"process peak (\d+(?:\.\d+)?) MB", r"memory \+?(\d+(?:\.\d+)?) MB"):
-        found = re.search(pattern, notes)
-        if found:
-            return float(found.group(1))
-    return None
+    found = re.search(r"(?:peak|memory)[^\d;,.]{0,30}?\+?(\d[\d,]*(?:\.\d+)?) ?([MG]B)", notes)
+    if not found:
+        return None
+    value = float(found.group(1).replace(",", ""))
+    return value * 1024.0 if found.group(2) == "GB" else value
 
 
 def _finite(x: Any) -> bool:

@@ -17,18 +17,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from labelloop.accounts import service as accounts
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
 from labelloop.audits import service as audits
-from labelloop.audits.models import AuditAssignment, AuditRun
-from labelloop.demo import audits as demo_audits
+from labelloop.audits.models import AuditAssignment
+from labelloop.audits.schemas import ReviewInput
 from labelloop.demo.builder import DEMO_ACCOUNTS, DEMO_PASSWORD, build_demo
-from labelloop.demo.simulate import START, simulate
+from labelloop.demo.simulate import START, DemoData, simulate
+from labelloop.projects.models import Project
 from labelloop.projects.service import get_project
 from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory, session_scope
@@ -52,6 +55,57 @@ class Demo:
     auditor_assignment_ids: tuple[int, ...]
 
 
+def _closed_cycles(session: Session, project: Project, data: DemoData) -> list[int]:
+    """Two small weekly cycles, reviewed by a reviewer who knows the simulated truth
+    (the demo's own 700-unit cycles take ~15 s to review through the services)."""
+    spec = audits.parse_spec(
+        {
+            "strata": ["annotator"],
+            "allocation": "equal",
+            "sample_size": 36,
+            "min_per_stratum": 2,
+            "reviewers": ["demo.auditor"],
+            "blind": True,
+            "double_review_fraction": 0.0,
+        }
+    )
+    policy = audits.create_policy(
+        session, actor=OPERATOR, project=project, name="web-weekly", spec=spec
+    )
+    reviewer = accounts.get_user(session, "demo.auditor")
+    times = sorted(a.submitted_at for a in data.annotations if a.submitted_at is not None)
+    first, middle, last = times[0], times[len(times) // 2], times[-1] + timedelta(seconds=1)
+    out = []
+    for start, end in ((first, middle), (middle, last)):
+        run = audits.open_run(
+            session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+        ).run
+        for entry in audits.review_queue(session, actor=OPERATOR, run=run, reviewer_id=reviewer.id):
+            audits.record_review(
+                session,
+                actor=OPERATOR,
+                assignment_id=entry.assignment_id,
+                review=ReviewInput(
+                    verdict="correct",
+                    corrected_value=data.truth[entry.item_external_id],
+                    error_category="guideline misread" if entry.unit_id % 2 else "attention slip",
+                    severity="medium",
+                ),
+            )
+        audits.close_run(session, actor=OPERATOR, run=run)
+        out.append(run.id)
+    return out
+
+
+def _cheap_hashes(session: Session) -> None:
+    """Sign-in costs ~1 s with argon2's default cost on a test machine; the demo logins
+    get the same password hashed with a low cost (verification reads the cost from the
+    hash, so the code under test is unchanged)."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(DEMO_PASSWORD)
+    for user in session.scalars(select(User).where(User.username.in_(ROLE_USERS.values()))):
+        user.password_hash = cheap
+
+
 def _build(url: str) -> Demo:
     engine = make_engine(url)
     factory = make_session_factory(engine)
@@ -61,12 +115,12 @@ def _build(url: str) -> Demo:
             accounts.create_user(
                 session, actor=OPERATOR, username=ROLE_USERS["outsider"], password=DEMO_PASSWORD
             )
+            session.flush()
+            _cheap_hashes(session)
         with session_scope(factory) as session:
             project = get_project(session, summary.project)
             data = simulate(DEMO_SEED, DEMO_ITEMS)
-            cycles = demo_audits.run_cycles(
-                session, actor=OPERATOR, project=project, data=data, seed=DEMO_SEED
-            )
+            closed = _closed_cycles(session, project, data)
             spec = audits.parse_spec(
                 {
                     "sample_size": 8,
@@ -92,11 +146,8 @@ def _build(url: str) -> Demo:
                 .where(AuditAssignment.run_id == run.id, AuditAssignment.reviewer_id == auditor.id)
                 .order_by(AuditAssignment.id)
             ).all()
-            closed = session.scalar(
-                select(AuditRun.id).where(AuditRun.id == cycles[0].run_id)
-            )
-            assert closed is not None and mine
-            return Demo(url, project.id, closed, run.id, tuple(mine))
+            assert closed and mine
+            return Demo(url, project.id, closed[-1], run.id, tuple(mine))
     finally:
         engine.dispose()
 
@@ -114,7 +165,9 @@ def demo(
 
 
 def make_settings(url: str, tmp: Path) -> Settings:
-    return Settings(database_url=url, secret_key="test-secret-key-" + "x" * 32, secret_key_file=tmp / "k")
+    return Settings(
+        database_url=url, secret_key="test-secret-key-" + "x" * 32, secret_key_file=tmp / "k"
+    )
 
 
 @pytest.fixture(scope="session")

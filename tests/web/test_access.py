@@ -58,6 +58,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/projects/{project_id}/gold"): GOLD_WRITERS,
     ("POST", "/api/v1/projects/{project_id}/predictions"): MODELS,
     ("GET", "/api/v1/projects/{project_id}/audit-policies"): REVIEWERS,
+    ("GET", "/api/v1/projects/{project_id}/audit-policies/{policy}"): REVIEWERS,
+    ("GET", "/api/v1/projects/{project_id}/audit-policies/{policy}/trend"): REVIEWERS,
     ("GET", "/api/v1/projects/{project_id}/audit-runs"): REVIEWERS,
     ("GET", "/api/v1/audit-runs/{run_id}"): REVIEWERS,
     ("GET", "/api/v1/audit-runs/{run_id}/report"): LEADS,
@@ -109,14 +111,20 @@ def test_every_route_has_a_rule(demo_app: FastAPI) -> None:
 
 def _url(path: str, demo: Demo) -> str:
     run = demo.closed_run_id if path.endswith("/report") else demo.open_run_id
-    return path.format(project_id=demo.project_id, run_id=run, assignment_id=NOWHERE)
+    return path.format(
+        project_id=demo.project_id, run_id=run, assignment_id=NOWHERE, policy="web-weekly"
+    )
 
 
 def _denied(status: int, location: str | None) -> bool:
-    return status in (401, 403) or (status in (302, 303) and (location or "").startswith("/login?next="))
+    return status in (401, 403) or (
+        status in (302, 303) and (location or "").startswith("/login?next=")
+    )
 
 
-def _call(client: TestClient, csrf: str | None, method: str, path: str, demo: Demo, who: str) -> Any:
+def _call(
+    client: TestClient, csrf: str | None, method: str, path: str, demo: Demo, who: str
+) -> Any:
     url = _url(path, demo)
     if method == "GET":
         return client.get(url, follow_redirects=False)
@@ -147,7 +155,9 @@ def test_role_route_table(
         allowed = not _denied(r.status_code, r.headers.get("location"))
         expected = who in RULES[(method, path)]
         if allowed != expected:
-            wrong.append(f"{method} {path}: got {r.status_code}, expected {'allow' if expected else 'deny'}")
+            wrong.append(
+                f"{method} {path}: got {r.status_code}, expected {'allow' if expected else 'deny'}"
+            )
     if who != "anonymous":  # sign back in for the other tests of this session
         from tests.web.conftest import login
 

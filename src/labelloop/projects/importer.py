@@ -6,8 +6,8 @@ How an import works
   checked against the project's label schema (one compiled validator for the whole
   file); every problem is collected with its file, line or record index and field.
 * Writes happen batch by batch inside one SAVEPOINT of the caller's transaction, with
-  Core bulk statements (``executemany``; ``COPY`` on PostgreSQL), never one ORM
-  object per row. Existing rows are looked up per batch by their natural keys, and
+  bulk statements on the session's connection (``executemany`` on SQLite; ``COPY`` and
+  multi-row ``INSERT ... RETURNING`` on PostgreSQL), never one ORM object per row. Existing rows are looked up per batch by their natural keys, and
   only for items that existed before the import (rows of items created by this import
   cannot exist yet).
 * At the first problem the importer stops writing but keeps reading, so the user sees
@@ -33,6 +33,7 @@ Annotations without an annotator are stored under the placeholder user
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -90,7 +91,7 @@ UNKNOWN_ANNOTATOR = "unknown"
 #: Item payloads kept for validating spans of items defined in earlier batches.
 _PAYLOAD_CACHE = 4096
 #: SQLite page cache (KiB) for the importing connection.
-_SQLITE_CACHE_KIB = 2000
+_SQLITE_CACHE_KIB = 65536
 #: Formats read through the long-form (column-mapped) reader.
 _TABULAR = frozenset({"csv", "jsonl", "parquet"})
 #: Keys per ``IN (...)`` lookup.
@@ -400,8 +401,15 @@ def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _item_sig(rec: ItemRecord) -> int:
-    return hash(_canon([rec.payload, rec.metadata, rec.segments, list(rec.tags)]))
+def _item_texts(rec: ItemRecord) -> tuple[str, str, str, str]:
+    """The item's payload, metadata, segments and tags as canonical JSON text: stored
+    as they are, and hashed to spot an item repeated with different content."""
+    return (
+        _canon(rec.payload) if rec.payload else "{}",
+        _canon(rec.metadata) if rec.metadata else "{}",
+        _canon(rec.segments) if rec.segments else "{}",
+        _canon(list(rec.tags)) if rec.tags else "[]",
+    )
 
 
 @dataclass
@@ -481,11 +489,17 @@ class _Run:
         self.gold_seen: dict[int, tuple[int, int]] = {}  # idx -> (value signature, loc)
         self.pred_seen: dict[tuple[int, str, str], tuple[int, int]] = {}
         # the current batch
-        self.batch_items: list[tuple[ItemRecord, int, int]] = []  # (record, idx, loc)
+        self.batch_items: list[tuple[ItemRecord, int, tuple[str, str, str, str]]] = []
         self.batch_refs: list[_Pending] = []
         self.deferred: list[_Pending] = []
 
     # -- reading ------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Give the connection back its default page cache (SQLite)."""
+        if not self.pg:
+            with contextlib.suppress(Exception):
+                self.session.connection().exec_driver_sql("PRAGMA cache_size=-2000")
 
     @property
     def writing(self) -> bool:
@@ -495,7 +509,6 @@ class _Run:
         self.issues.add(FormatIssue(loc, reason))
 
     def feed(self, rec: Record | FormatIssue, index: int) -> None:
-        self.c.records += 1
         if isinstance(rec, FormatIssue):
             if rec.severity == "error":
                 self.issues.add(rec)
@@ -513,7 +526,8 @@ class _Run:
 
     def _feed_item(self, rec: ItemRecord, index: int) -> None:
         loc = _loc_code(rec.location, index)
-        sig = _item_sig(rec)
+        texts = _item_texts(rec)
+        sig = hash(texts)
         idx = self.item_index.get(rec.external_id)
         if idx is not None and idx in self.item_def:
             first_sig, first_loc = self.item_def[idx]
@@ -527,7 +541,7 @@ class _Run:
         if idx is None:
             idx = self._new_item_index(rec.external_id)
         self.item_def[idx] = (sig, loc)
-        self.batch_items.append((rec, idx, loc))
+        self.batch_items.append((rec, idx, texts))
 
     def _new_item_index(self, external_id: str, db_id: int = 0, pre: bool = False) -> int:
         idx = len(self.item_db)
@@ -555,11 +569,20 @@ class _Run:
             refs = self.deferred + refs
             self.deferred = []
         self._resolve_refs(refs, final=final)
-        ready = [(r, i) for r, i in refs if r.item_external_id in self.item_index]
-        self.deferred.extend((r, i) for r, i in refs if r.item_external_id not in self.item_index)
-        anns = [(r, i) for r, i in ready if isinstance(r, AnnotationRecord)]
-        golds = [(r, i) for r, i in ready if isinstance(r, GoldRecord)]
-        preds = [(r, i) for r, i in ready if isinstance(r, PredictionRecord)]
+        anns: list[tuple[AnnotationRecord, int]] = []
+        golds: list[tuple[GoldRecord, int]] = []
+        preds: list[tuple[PredictionRecord, int]] = []
+        known, deferred = self.item_index, self.deferred
+        for pair in refs:
+            rec = pair[0]
+            if rec.item_external_id not in known:
+                deferred.append(pair)
+            elif rec.__class__ is AnnotationRecord:
+                anns.append(pair)  # type: ignore[arg-type]
+            elif rec.__class__ is GoldRecord:
+                golds.append(pair)  # type: ignore[arg-type]
+            else:
+                preds.append(pair)  # type: ignore[arg-type]
         if anns:
             self._annotations(anns, batch_payloads)
         if golds:
@@ -603,22 +626,12 @@ class _Run:
                     existing[found.external_id] = found
         new_rows: list[tuple[Any, ...]] = []
         new_ids: dict[str, int] = {}
-        jv, now, pid = _json_text, self.ts(self.now), self.project.id
-        for rec, idx, _loc in batch:
+        now, pid = self.ts(self.now), self.project.id
+        for rec, idx, texts in batch:
             row = existing.get(rec.external_id)
             if row is None:
                 new_ids[rec.external_id] = idx
-                new_rows.append(
-                    (
-                        pid,
-                        rec.external_id,
-                        jv(rec.payload),
-                        jv(rec.metadata),
-                        jv(rec.segments),
-                        jv(list(rec.tags)),
-                        now,
-                    )
-                )
+                new_rows.append((pid, rec.external_id, *texts, now))
                 continue
             self.item_db[idx] = row.id
             self.item_pre[idx] = True
@@ -661,16 +674,8 @@ class _Run:
                 )
         self.c.items_created += len(new_rows)
         if new_rows and self.writing:
-            _bulk_insert(self.session, _items_t, _ITEM_COLUMNS, new_rows, pg=self.pg)
-            names = list(new_ids)
-            for chunk in _chunks(names, _IN_CHUNK):
-                got = self.session.execute(
-                    select(_items_t.c.id, _items_t.c.external_id).where(
-                        _items_t.c.project_id == pid, _items_t.c.external_id.in_(chunk)
-                    )
-                )
-                for db_id, ext in got:
-                    self.item_db[new_ids[ext]] = db_id
+            for db_id, ext in _insert_items(self.session, new_rows, pg=self.pg):
+                self.item_db[new_ids[ext]] = db_id
 
     def _resolve_refs(self, refs: list[_Pending], *, final: bool) -> None:
         """Find items referenced by records but not defined in the file so far: in the
@@ -821,26 +826,35 @@ class _Run:
         new_rows: list[tuple[Any, ...]] = []
         jv, ts, now = _json_text, self.ts, self.ts(self.now)
         pid, src = self.project.id, self.ann_source
+        item_db, annot_uid, enc, sqlite = self.item_db, self.annot_uid, _encode_str, not self.pg
+        append = new_rows.append
         for rec, idx, aidx, _loc, flags in valid:
-            for f in flags:
-                self.c.warnings[f["code"]] += 1
-            item_id, uid, ext = self.item_db[idx], self.annot_uid[aidx], rec.external_id or ""
+            if flags:
+                for f in flags:
+                    self.c.warnings[f["code"]] += 1
+            item_id, uid, ext = item_db[idx], annot_uid[aidx], rec.external_id or ""
             row = existing.get((item_id, uid, ext)) if existing else None
             if row is None:
-                new_rows.append(
+                # inline fast paths of _json_text and _sqlite_ts for the common shapes
+                value, started, submitted = rec.value, rec.started_at, rec.submitted_at
+                append(
                     (
                         pid,
                         item_id,
                         uid,
                         ext,
-                        jv(rec.value),
-                        jv(rec.attributes),
-                        ts(rec.started_at),
-                        ts(rec.submitted_at),
+                        enc(value) if value.__class__ is str else jv(value),
+                        jv(rec.attributes) if rec.attributes else "{}",
+                        started.isoformat(" ", "microseconds")[:26]
+                        if sqlite and started is not None and started.tzinfo is UTC
+                        else ts(started),
+                        submitted.isoformat(" ", "microseconds")[:26]
+                        if sqlite and submitted is not None and submitted.tzinfo is UTC
+                        else ts(submitted),
                         rec.active_seconds,
                         rec.guideline_version,
                         src,
-                        jv(flags),
+                        jv(flags) if flags else "[]",
                         now,
                         now,
                     )
@@ -1139,6 +1153,39 @@ def _bulk_insert(
     raw.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
 
 
+def _insert_items(
+    session: Session, rows: list[tuple[Any, ...]], *, pg: bool
+) -> Iterator[tuple[int, str]]:
+    """Insert serialised item rows; yields (id, external_id) of each.
+
+    PostgreSQL: multi-row ``INSERT ... RETURNING`` (a look-up right after a bulk load
+    would be planned on stale statistics as a sequential scan). SQLite: ``executemany``,
+    then the ids by key through the (project_id, external_id) unique index.
+    """
+    names = ", ".join(_ITEM_COLUMNS)
+    if pg:
+        raw: Any = session.connection().connection.dbapi_connection
+        one = "(" + ", ".join("%s" for _ in _ITEM_COLUMNS) + ")"
+        with raw.cursor() as cur:
+            for chunk in _chunks(rows, 1000):
+                values = ", ".join(one for _ in chunk)
+                params = [v for row in chunk for v in row]
+                cur.execute(
+                    f"INSERT INTO items ({names}) VALUES {values} RETURNING id, external_id", params
+                )
+                yield from cur.fetchall()
+        return
+    _bulk_insert(session, _items_t, _ITEM_COLUMNS, rows, pg=False)
+    project_id = rows[0][0]
+    for chunk in _chunks([row[1] for row in rows], _IN_CHUNK):
+        got = session.execute(
+            select(_items_t.c.id, _items_t.c.external_id).where(
+                _items_t.c.project_id == project_id, _items_t.c.external_id.in_(chunk)
+            )
+        )
+        yield from got.tuples()
+
+
 def _serialise(
     rows: list[dict[str, Any]], columns: Sequence[str], json_columns: set[str], ts: Any
 ) -> list[tuple[Any, ...]]:
@@ -1180,17 +1227,26 @@ def _run(
         filename=filename,
         progress=progress,
     )
-    pending = 0
-    for index, rec in enumerate(records):
-        run.feed(rec, index)
-        pending += 1
-        if pending >= BATCH_SIZE:
-            run.flush()
-            pending = 0
-    run.flush(final=True)
-    c = run.c
-    if c.records == 0 and not run.issues.total:
-        run.error(Location(filename), "the file holds no items or annotations")
+    try:
+        refs, feed = run.batch_refs, run.feed
+        count = 0
+        for count, rec in enumerate(records, start=1):
+            cls = rec.__class__
+            if cls is AnnotationRecord or cls is GoldRecord or cls is PredictionRecord:
+                refs.append((rec, count - 1))  # type: ignore[arg-type]
+            else:
+                feed(rec, count - 1)
+            if count % BATCH_SIZE == 0:
+                run.c.records = count
+                run.flush()
+                refs = run.batch_refs
+        run.c.records = count
+        run.flush(final=True)
+        c = run.c
+        if c.records == 0 and not run.issues.total:
+            run.error(Location(filename), "the file holds no items or annotations")
+    finally:
+        run.restore()
     run.issues.raise_if_any(filename)
     summary = ImportSummary(
         project=proj.name,

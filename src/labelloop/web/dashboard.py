@@ -94,18 +94,20 @@ def _r(v: float | None, digits: int = 4) -> float | None:
 
 def project_overview(session: Session, *, actor: Actor, project: Project) -> Overview:
     require(session, actor, Permission.PROJECT_MANAGE, project_id=project.id)
-    rows = session.execute(
-        select(
-            Annotation.item_id,
-            Annotation.annotator_id,
-            Annotation.value,
-            Annotation.submitted_at,
-            Annotation.active_seconds,
-            Annotation.flags,
-        )
-        .where(Annotation.project_id == project.id)
-        .order_by(Annotation.id)
-    ).all()
+    rows: list[Any] = list(
+        session.execute(
+            select(
+                Annotation.item_id,
+                Annotation.annotator_id,
+                Annotation.value,
+                Annotation.submitted_at,
+                Annotation.active_seconds,
+                Annotation.flags,
+            )
+            .where(Annotation.project_id == project.id)
+            .order_by(Annotation.id)
+        ).all()
+    )
     names = dict(session.execute(select(User.id, User.username)).tuples().all())
     gold = {
         item: _key(value)
@@ -140,9 +142,7 @@ def _volume(rows: list[Any]) -> Chart:
         count[day] += 1
         seconds[day] += float(r.active_seconds or 0)
     days = sorted(count)
-    per_hour = [
-        round(count[d] / (seconds[d] / 3600), 1) if seconds[d] > 0 else None for d in days
-    ]
+    per_hour = [round(count[d] / (seconds[d] / 3600), 1) if seconds[d] > 0 else None for d in days]
     return Chart(
         id="volume",
         title="Volume and throughput per day",

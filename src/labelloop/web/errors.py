@@ -66,7 +66,7 @@ class TooManyAttempts(WebError):
     code = "too_many_attempts"
 
 
-class IdempotencyReplay(Exception):  # noqa: N818 - a control-flow signal, not an error
+class IdempotencyReplay(Exception):
     """Raised to answer a retried request with the stored response."""
 
     def __init__(self, status: int, body: Any) -> None:
@@ -150,9 +150,7 @@ def _respond(
     headers: dict[str, str] | None = None,
 ) -> Response:
     if wants_json(request):
-        return JSONResponse(
-            error_body(code, message, details), status_code=status, headers=headers
-        )
+        return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
     from labelloop.web.templating import render
 
     return render(

@@ -58,9 +58,10 @@ def visible_projects(session: Session, *, actor: Actor) -> Sequence[Project]:
 def my_roles(session: Session, *, actor: Actor, project_id: int) -> list[str]:
     if actor.user_id is None:
         return []
-    roles = roles_of(session, actor.user_id, project_id)
+    roles: set[Role] = set(roles_of(session, actor.user_id, project_id))
     if actor.scope_role is not None:
-        roles = roles & {Role(actor.scope_role)} if project_id == actor.scope_project_id else set()
+        in_scope = project_id == actor.scope_project_id
+        roles = roles & {Role(actor.scope_role)} if in_scope else set()
     return sorted(r.value for r in roles)
 
 
@@ -106,7 +107,8 @@ def decode_cursor(cursor: str) -> int:
         return value
     except (ValueError, KeyError, TypeError, json.JSONDecodeError):
         raise ValidationFailed(
-            "the cursor is not valid", [Violation("cursor", "invalid", "not a cursor from this API")]
+            "the cursor is not valid",
+            [Violation("cursor", "invalid", "not a cursor from this API")],
         ) from None
 
 

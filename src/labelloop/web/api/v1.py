@@ -98,9 +98,7 @@ def me(actor: CurrentActor) -> Me:
 @router.get("/projects", tags=["projects"])
 def list_projects(session: SessionDep, actor: CurrentActor) -> list[ProjectOut]:
     """Projects the caller holds a role in (every project for administrators)."""
-    return [
-        _project_out(session, actor, p) for p in queries.visible_projects(session, actor=actor)
-    ]
+    return [_project_out(session, actor, p) for p in queries.visible_projects(session, actor=actor)]
 
 
 @router.get("/projects/{project_id}", tags=["projects"])
@@ -333,6 +331,33 @@ def list_policies(project_id: int, session: SessionDep, actor: CurrentActor) -> 
         )
         for x in queries.policies_of(session, actor=actor, project=p)
     ]
+
+
+@router.get("/projects/{project_id}/audit-policies/{policy}", tags=["audits"])
+def get_policy(project_id: int, policy: str, session: SessionDep, actor: CurrentActor) -> PolicyOut:
+    """One audit policy, by id or name."""
+    p = projects.get_project(session, project_id)
+    queries.policies_of(session, actor=actor, project=p)  # checks audit.review
+    x = audits.get_policy(session, p, policy)
+    return PolicyOut(
+        id=x.id,
+        project_id=x.project_id,
+        name=x.name,
+        cadence=x.cadence,
+        active=x.active,
+        spec=x.spec,
+    )
+
+
+@router.get("/projects/{project_id}/audit-policies/{policy}/trend", tags=["audits"])
+def policy_trend(
+    project_id: int, policy: str, session: SessionDep, actor: CurrentActor
+) -> list[dict[str, Any]]:
+    """Per closed cycle of the policy: error rate, alpha, gold accuracy and coverage with
+    their intervals, and whether each changed significantly from the cycle before."""
+    p = projects.get_project(session, project_id)
+    queries.policies_of(session, actor=actor, project=p)  # checks audit.review
+    return queries.as_json(audits.trend(session, audits.get_policy(session, p, policy)))
 
 
 @router.get("/projects/{project_id}/audit-runs", tags=["audits"])

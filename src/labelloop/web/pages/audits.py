@@ -54,9 +54,7 @@ def audit_run(
 ) -> Response:
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_REVIEW)
     project = projects.get_project(session, run.project_id)
-    mine = (
-        len(audits.review_queue(session, actor=actor, run=run)) if run.status == "open" else 0
-    )
+    mine = len(audits.review_queue(session, actor=actor, run=run)) if run.status == "open" else 0
     return render(
         request,
         "audit_run.html",
@@ -152,10 +150,10 @@ def submit_review(
     try:
         try:
             review = ReviewInput(
-                verdict=verdict,  # type: ignore[arg-type]
+                verdict=verdict,
                 corrected_value=_label_value(label, task_type),
                 error_category=_blank(error_category),
-                severity=_blank(severity),  # type: ignore[arg-type]
+                severity=_blank(severity),
                 rule_ref=_blank(rule_ref),
                 comment=_blank(comment),
                 active_seconds=active_seconds,
