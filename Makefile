@@ -20,9 +20,14 @@ help: ## Show this help
 .PHONY: install
 install: $(STAMP) ## Create .venv and install LabelLoop with test and dev tools
 
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 .PHONY: demo
-demo: $(STAMP) ## Build the demo project on SQLite (./labelloop.db) and print where to look
+demo: $(STAMP) ## Build the demo project in ./labelloop.db, run three audit cycles, serve the web UI
 	$(BIN)/labelloop demo
+	@echo "Serving the web UI at http://$(HOST):$(PORT)/ (log in with a demo login above; Ctrl-C stops)"
+	$(BIN)/labelloop serve --host $(HOST) --port $(PORT)
 
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite on SQLite and PostgreSQL

@@ -307,18 +307,27 @@ def main(argv: list[str] | None = None) -> int:
     modules = [m for m in MODULES if m in only] or list(MODULES)
     substrings = [o.lower() for o in only if o not in MODULES]
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     rows = run(modules, args.quick, in_process=args.in_process)
+    load_after = os.getloadavg()[0]
     if substrings:
         rows = [r for r in rows if any(s in str(r.get("name", "")).lower() for s in substrings)]
     elapsed = time.perf_counter() - started
-    title = f"labelloop.stats benchmarks ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s)"
+    title = (
+        f"labelloop.stats benchmarks ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s, "
+        f"load average {load_before:.1f} before, {load_after:.1f} after)"
+    )
     print_table(rows, title)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "quick": args.quick,
             "seconds": elapsed,
-            "environment": environment(),
+            "environment": {
+                **environment(),
+                "load_average_before": load_before,
+                "load_average_after": load_after,
+            },
             "rows": rows,
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")

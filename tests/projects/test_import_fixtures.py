@@ -226,9 +226,7 @@ def _check(session: Session, path: Path, project: str, expected: Counts, **kwarg
 
 
 #: Known failures, each with its reason (strict: they fail the run once fixed).
-XFAIL = {
-    "csv_test2.json": "its only label ends in a newline, which LabelSchema rejects (projects/schemas.py)",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _cases() -> list[Any]:

@@ -357,7 +357,10 @@ def policy_trend(
     their intervals, and whether each changed significantly from the cycle before."""
     p = projects.get_project(session, project_id)
     queries.policies_of(session, actor=actor, project=p)  # checks audit.review
-    return queries.as_json(audits.trend(session, audits.get_policy(session, p, policy)))
+    rows: list[dict[str, Any]] = queries.as_json(
+        audits.trend(session, audits.get_policy(session, p, policy))
+    )
+    return rows
 
 
 @router.get("/projects/{project_id}/audit-runs", tags=["audits"])
