@@ -25,21 +25,21 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from labelloop.accounts.models import User
 from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, AuditUnit
+from labelloop.audits.population import label_key, lateness, load_population
 from labelloop.audits.schemas import SEVERITY_WEIGHT, PolicySpec
-from labelloop.audits.service import label_key, load_population
 from labelloop.projects.models import Annotation, GoldLabel, Item, Project
 from labelloop.stats import sampling
 from labelloop.stats._data import Ratings
@@ -49,9 +49,6 @@ REPORT_SCHEMA = "labelloop.audit-report/1"
 MIN_REVIEWED = 8
 MIN_ERRORS = 3
 FDR_Q = 0.05
-SESSION_GAP = timedelta(minutes=30)
-LATE_IN_SESSION = timedelta(minutes=30)
-LONG_SESSION = timedelta(minutes=45)
 N_BOOT = 500
 
 FEASIBILITY = {
@@ -134,32 +131,6 @@ class _Unit:
     reviewed_at: datetime | None = None
     late: bool | None = None
     hour: int | None = None
-
-
-def _sessions(times: Iterable[tuple[int, datetime]]) -> dict[int, tuple[bool, bool]]:
-    """Per annotation id: (session is long, annotation is late in its session).
-
-    A session is a run of one annotator's annotations with gaps under ``SESSION_GAP``;
-    late means at least ``LATE_IN_SESSION`` after the session's first annotation."""
-    out: dict[int, tuple[bool, bool]] = {}
-    ordered = sorted(times, key=lambda t: t[1])
-    session: list[tuple[int, datetime]] = []
-
-    def flush() -> None:
-        if not session:
-            return
-        start, end = session[0][1], session[-1][1]
-        long = end - start >= LONG_SESSION
-        for aid, ts in session:
-            out[aid] = (long, ts - start >= LATE_IN_SESSION)
-
-    for aid, ts in ordered:
-        if session and ts - session[-1][1] > SESSION_GAP:
-            flush()
-            session = []
-        session.append((aid, ts))
-    flush()
-    return out
 
 
 def _time_of_day(hour: int) -> str:
@@ -380,18 +351,12 @@ def compute_report(
         unit.category, unit.severity, unit.rule_ref = rev.error_category, rev.severity, rev.rule_ref
         unit.reviewed_at = rev.created_at
 
-    population = load_population(session, project, spec, run.window_start, run.window_end)
-    sessions_by_annotator: dict[int, list[tuple[int, datetime]]] = defaultdict(list)
-    for row in population:
-        if row.submitted_at is not None:
-            sessions_by_annotator[row.annotator_id].append((row.annotation_id, row.submitted_at))
-    lateness: dict[int, tuple[bool, bool]] = {}
-    for times in sessions_by_annotator.values():
-        lateness.update(_sessions(times))
+    pop = load_population(session, project, spec, run.window_start, run.window_end)
+    long_session, late = lateness(pop)
     for unit in units.values():
-        long_late = lateness.get(unit.annotation_id)
-        if long_late is not None and long_late[0]:
-            unit.late = long_late[1]
+        pos = int(np.searchsorted(pop.annotation_id, unit.annotation_id))
+        if pos < len(pop) and pop.annotation_id[pos] == unit.annotation_id and long_session[pos]:
+            unit.late = bool(late[pos])
         if unit.submitted_at is not None:
             unit.hour = unit.submitted_at.hour
 
@@ -470,16 +435,17 @@ def compute_report(
 
     # ---- agreement among annotators, and between double reviewers
     agreement: dict[str, Any] = {}
-    multi = [r for r in population]
-    per_item = Counter(r.item_id for r in multi)
-    pairable = [r for r in multi if per_item[r.item_id] >= 2]
-    if pairable:
+    item_codes, item_counts = np.unique(pop.item_id, return_counts=True)
+    pairable = np.isin(pop.item_id, item_codes[item_counts >= 2])
+    if pairable.any():
         from labelloop.stats import _alpha, _kappa
 
+        ann_ids, ann_inverse = np.unique(pop.annotator_id[pairable], return_inverse=True)
+        ann_names = np.asarray([names.get(int(a), str(a)) for a in ann_ids.tolist()], dtype=object)
         ratings = Ratings.from_long(
-            [r.item_id for r in pairable],
-            [names.get(r.annotator_id, str(r.annotator_id)) for r in pairable],
-            [r.label for r in pairable],
+            pop.item_id[pairable],
+            ann_names[ann_inverse.reshape(-1)],
+            pop.label[pairable].astype(str),
         )
         try:
             alpha = _alpha.krippendorff_alpha(
@@ -532,7 +498,7 @@ def compute_report(
     report["agreement"] = agreement
 
     # ---- gold and consensus
-    item_ids = sorted({r.item_id for r in population})
+    item_ids = np.unique(pop.item_id).tolist()
     gold: dict[int, str] = {}
     for start in range(0, len(item_ids), 5000):
         chunk = item_ids[start : start + 5000]
@@ -540,15 +506,16 @@ def compute_report(
             select(GoldLabel.item_id, GoldLabel.value).where(GoldLabel.item_id.in_(chunk))
         ):
             gold[iid] = label_key(value)
-    on_gold = [r for r in population if r.item_id in gold]
+    gold_of = pop.item_values(gold.get)
+    on_gold = np.asarray([g is not None for g in gold_of.tolist()], dtype=bool)
     report["gold"] = {
         "accuracy": _wilson(
-            sum(r.label == gold[r.item_id] for r in on_gold), len(on_gold), confidence
+            int((pop.label[on_gold] == gold_of[on_gold]).sum()), int(on_gold.sum()), confidence
         ),
-        "items": len({r.item_id for r in on_gold}),
+        "items": len(set(pop.item_id[on_gold].tolist())),
     }
     consensus: dict[str, Any] = {"method": "dawid-skene"}
-    if pairable:
+    if pairable.any():
         from labelloop.stats.inference import DawidSkene
 
         ds = DawidSkene(max_iter=100).fit(ratings)
@@ -583,46 +550,52 @@ def compute_report(
     # ---- patterns
     report["patterns"] = _patterns(all_units, confidence)
 
-    # ---- edge cases
-    created: dict[int, datetime] = {}
-    item_rows = []
-    for irow in session.execute(
-        select(Item.id, Item.tags, Item.created_at, Item.meta).where(Item.project_id == project.id)
-    ):
-        # the source tool's creation time (metadata) when the item was imported
-        created[irow.id] = _parse_time((irow.meta or {}).get("created_at")) or irow.created_at
-        if created[irow.id] < run.window_end:
-            item_rows.append(irow)
-    edge_items = {i.id for i in item_rows if "edge-case" in (i.tags or [])}
-    labelled_items = {r.item_id for r in population}
+    # ---- edge cases (population: the items labelled in the window)
+    labelled_items = set(item_ids)
+    edge_labelled = {i for i in labelled_items if "edge-case" in pop.tags.get(i, ())}
     audited_items = {u.item_id for u in all_units}
+    edge_in_project = (
+        session.scalar(
+            select(func.count())
+            .select_from(Item)
+            .where(Item.project_id == project.id, cast(Item.tags, Text).like('%"edge-case"%'))
+        )
+        or 0
+    )
     report["edge_cases"] = {
-        "population_share": _r(len(edge_items) / len(item_rows)) if item_rows else None,
-        "labelled_in_window": _wilson(len(edge_items & labelled_items), len(edge_items), confidence)
-        if edge_items
-        else None,
-        "share_of_labelled": _r(len(edge_items & labelled_items) / len(labelled_items))
+        "population_share": _r(len(edge_labelled) / len(labelled_items))
         if labelled_items
         else None,
-        "share_of_audited": _r(len(edge_items & audited_items) / len(audited_items))
+        "labelled_in_window": _wilson(len(edge_labelled), int(edge_in_project), confidence)
+        if edge_in_project
+        else None,
+        "share_of_audited": _r(len(edge_labelled & audited_items) / len(audited_items))
         if audited_items
         else None,
     }
 
-    # ---- turnaround
-    first_label: dict[int, datetime] = {}
-    for iid, ts in session.execute(
-        select(Annotation.item_id, Annotation.submitted_at).where(
-            Annotation.project_id == project.id, Annotation.submitted_at.is_not(None)
+    # ---- turnaround (audited items: creation -> first label; label -> verdict)
+    to_label: list[float] = []
+    audited_list = sorted(audited_items)
+    for start in range(0, len(audited_list), 2000):
+        chunk = audited_list[start : start + 2000]
+        firsts = dict(
+            session.execute(
+                select(Annotation.item_id, func.min(Annotation.submitted_at))
+                .where(Annotation.item_id.in_(chunk))
+                .group_by(Annotation.item_id)
+            )
+            .tuples()
+            .all()
         )
-    ):
-        if ts is not None and (iid not in first_label or ts < first_label[iid]):
-            first_label[iid] = ts
-    to_label = [
-        (first_label[iid] - created[iid]).total_seconds() / 3600
-        for iid in audited_items
-        if iid in first_label and iid in created and first_label[iid] >= created[iid]
-    ]
+        for iid, meta, created_at in session.execute(
+            select(Item.id, Item.meta, Item.created_at).where(Item.id.in_(chunk))
+        ):
+            # the source tool's creation time (metadata) when the item was imported
+            born = _parse_time((meta or {}).get("created_at")) or created_at
+            first = _parse_time(firsts.get(iid))
+            if first is not None and first >= born:
+                to_label.append((first - born).total_seconds() / 3600)
     to_verdict = [
         (u.reviewed_at - u.submitted_at).total_seconds() / 3600
         for u in judged

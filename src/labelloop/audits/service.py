@@ -7,7 +7,6 @@ permissions, append trail events, and never commit.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import Text, case, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,15 +27,15 @@ from labelloop.accounts.models import Membership, User
 from labelloop.accounts.policy import require, roles_of
 from labelloop.accounts.roles import Permission, Role, allows
 from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditReview, AuditRun, AuditUnit
+from labelloop.audits.population import label_key, load_population, stratum_labels
 from labelloop.audits.schemas import PolicySpec, ReviewInput
 from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from labelloop.projects.models import Annotation, Item, Prediction, Project
+from labelloop.projects.models import Annotation, Item, Project
 from labelloop.stats import sampling
 from labelloop.store.base import utcnow
 
 #: Model-disagreement buckets (the ``model_disagreement`` stratum).
 MODEL_BUCKETS = ("model disagrees", "model unsure", "model agrees", "no prediction")
-MODEL_UNSURE_BELOW = 0.6
 
 
 # ----------------------------------------------------------------------------- policies
@@ -212,106 +212,6 @@ def manual_window(
 
 
 # ---------------------------------------------------------------------------- population
-@dataclass(frozen=True, slots=True)
-class PopulationRow:
-    """One annotation of the population, light enough to hold a million of.
-
-    ``label`` is the label as text (see :func:`label_key`); the full value, attributes and
-    times are read only for the sampled annotations (:func:`snapshots`).
-    """
-
-    annotation_id: int
-    item_id: int
-    annotator_id: int
-    label: str
-    source: str
-    submitted_at: datetime | None
-    segments: dict[str, Any]
-    tags: tuple[str, ...]
-
-
-def label_key(value: Any) -> str:
-    """A label value as text: the label itself for single labels, JSON otherwise."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def _label_from_json_text(text: str) -> str:
-    """:func:`label_key` of a stored JSON value, from its text (fast path for plain labels)."""
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"' and "\\" not in text:
-        return text[1:-1]
-    return label_key(json.loads(text))
-
-
-def _item_facts(
-    session: Session, item_ids: Sequence[int]
-) -> dict[int, tuple[dict[str, Any], tuple[str, ...]]]:
-    facts: dict[int, tuple[dict[str, Any], tuple[str, ...]]] = {}
-    ids = sorted(set(item_ids))
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        for iid, segs, tags in session.execute(
-            select(Item.id, Item.segments, Item.tags).where(Item.id.in_(chunk))
-        ):
-            facts[iid] = (segs or {}, tuple(sorted(tags or ())))
-    return facts
-
-
-def load_population(
-    session: Session, project: Project, spec: PolicySpec, start: datetime, end: datetime
-) -> list[PopulationRow]:
-    """Annotations submitted in ``[start, end)`` that pass the policy's filter.
-
-    Reads the label as JSON text and each item's segments and tags once per item, so a
-    million-annotation window stays a few seconds of work.
-    """
-    when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
-    stmt = (
-        select(
-            Annotation.id,
-            Annotation.item_id,
-            Annotation.annotator_id,
-            cast(Annotation.value, Text),
-            Annotation.source,
-            Annotation.submitted_at,
-        )
-        .where(Annotation.project_id == project.id, when >= start, when < end)
-        .order_by(Annotation.id)
-    )
-    flt = spec.population
-    if flt.sources:
-        stmt = stmt.where(Annotation.source.in_(flt.sources))
-    if flt.annotators:
-        ids = session.scalars(select(User.id).where(User.username.in_(flt.annotators))).all()
-        stmt = stmt.where(Annotation.annotator_id.in_(ids))
-    raw = session.execute(stmt).all()
-    facts = _item_facts(session, [r[1] for r in raw])
-    labels = set(flt.labels)
-    tags = set(flt.tags)
-    seg_filter = {k: set(v) for k, v in flt.segments.items()}
-    rows: list[PopulationRow] = []
-    for aid, iid, annotator_id, value_text, source, submitted in raw:
-        segs, item_tags = facts.get(iid, ({}, ()))
-        if seg_filter and any(str(segs.get(k)) not in v for k, v in seg_filter.items()):
-            continue
-        if tags and not tags.intersection(item_tags):
-            continue
-        label = _label_from_json_text(value_text) if value_text is not None else "null"
-        if labels:
-            names = {label}
-            if label.startswith("["):
-                parsed = json.loads(label)
-                if isinstance(parsed, list):
-                    names = {str(v) for v in parsed}
-            if not labels.intersection(names):
-                continue
-        rows.append(
-            PopulationRow(aid, iid, annotator_id, label, source, submitted, segs, item_tags)
-        )
-    return rows
-
-
 def snapshots(session: Session, annotation_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """What was audited, per annotation: value, attributes, annotator, times, version."""
     out: dict[int, dict[str, Any]] = {}
@@ -339,115 +239,6 @@ def snapshots(session: Session, annotation_ids: Sequence[int]) -> dict[int, dict
                 "active_seconds": a.active_seconds,
                 "guideline_version": a.guideline_version,
             }
-    return out
-
-
-def _model_buckets(session: Session, rows: Sequence[PopulationRow]) -> dict[int, str]:
-    """Bucket per annotation: does the newest model prediction for its item disagree?"""
-    item_ids = sorted({r.item_id for r in rows})
-    preds: dict[int, tuple[Any, float | None]] = {}
-    for start in range(0, len(item_ids), 5000):
-        chunk = item_ids[start : start + 5000]
-        for p in session.execute(
-            select(Prediction.item_id, Prediction.value, Prediction.probabilities, Prediction.score)
-            .where(Prediction.item_id.in_(chunk))
-            .order_by(Prediction.created_at, Prediction.id)
-        ):
-            conf = p.score
-            if p.probabilities:
-                conf = max(float(v) for v in p.probabilities.values())
-            preds[p.item_id] = (p.value, conf)
-    out: dict[int, str] = {}
-    for r in rows:
-        if r.item_id not in preds:
-            out[r.annotation_id] = "no prediction"
-            continue
-        value, conf = preds[r.item_id]
-        if label_key(value) != r.label:
-            out[r.annotation_id] = "model disagrees"
-        elif conf is not None and conf < MODEL_UNSURE_BELOW:
-            out[r.annotation_id] = "model unsure"
-        else:
-            out[r.annotation_id] = "model agrees"
-    return out
-
-
-def _new_annotator_flags(
-    session: Session,
-    project: Project,
-    spec: PolicySpec,
-    rows: Sequence[PopulationRow],
-    start: datetime,
-) -> dict[int, str]:
-    """ "new" when the annotation is among its annotator's first ``new_annotator_items`` in
-    the project or within ``new_annotator_days`` of their first one."""
-    when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
-    firsts: dict[int, datetime] = {}
-    before: dict[int, int] = {}
-    for aid, first, n_before in session.execute(
-        select(
-            Annotation.annotator_id,
-            func.min(when),
-            func.sum(case((when < start, 1), else_=0)),
-        )
-        .where(Annotation.project_id == project.id)
-        .group_by(Annotation.annotator_id)
-    ):
-        firsts[aid] = first
-        before[aid] = int(n_before or 0)
-    seen: Counter[int] = Counter()
-    out: dict[int, str] = {}
-    horizon = timedelta(days=spec.new_annotator_days)
-    for r in sorted(rows, key=lambda x: (x.submitted_at or start, x.annotation_id)):
-        rank = before.get(r.annotator_id, 0) + seen[r.annotator_id]
-        seen[r.annotator_id] += 1
-        first = firsts.get(r.annotator_id)
-        recent = (
-            first is not None and r.submitted_at is not None and r.submitted_at - first < horizon
-        )
-        out[r.annotation_id] = "new" if rank < spec.new_annotator_items or recent else "established"
-    return out
-
-
-def stratum_labels(
-    session: Session,
-    project: Project,
-    spec: PolicySpec,
-    rows: Sequence[PopulationRow],
-    start: datetime,
-) -> list[str]:
-    """The stratum of every population row: its value on each policy dimension, joined."""
-    if not spec.strata:
-        return ["all"] * len(rows)
-    usernames = (
-        dict(session.execute(select(User.id, User.username)).tuples().all())
-        if "annotator" in spec.strata
-        else {}
-    )
-    buckets = _model_buckets(session, rows) if "model_disagreement" in spec.strata else {}
-    newness = (
-        _new_annotator_flags(session, project, spec, rows, start)
-        if "new_annotator" in spec.strata
-        else {}
-    )
-    out = []
-    for r in rows:
-        parts = []
-        for dim in spec.strata:
-            if dim.startswith("segment:"):
-                key = dim.split(":", 1)[1]
-                parts.append(f"{key}={r.segments.get(key, '(none)')}")
-            elif dim == "annotator":
-                parts.append(f"annotator={usernames.get(r.annotator_id, r.annotator_id)}")
-            elif dim == "label":
-                parts.append(f"label={r.label}")
-            elif dim == "tag":
-                parts.append(f"tag={'+'.join(r.tags) if r.tags else 'untagged'}")
-            elif dim == "new_annotator":
-                parts.append(f"annotator is {newness[r.annotation_id]}")
-            elif dim == "model_disagreement":
-                parts.append(buckets[r.annotation_id])
-        out.append(" | ".join(parts))
     return out
 
 
@@ -495,7 +286,11 @@ def _previous_stratum_rates(session: Session, policy: AuditPolicy) -> dict[str, 
 
 
 def plan_sample(
-    session: Session, policy: AuditPolicy, spec: PolicySpec, strata: list[str], seed: int
+    session: Session,
+    policy: AuditPolicy,
+    spec: PolicySpec,
+    strata: npt.NDArray[np.object_],
+    seed: int,
 ) -> tuple[sampling.SamplePlan, list[str]]:
     """Draw the sample for a population with the given strata; returns notes for the report."""
     notes: list[str] = []
@@ -520,7 +315,11 @@ def plan_sample(
         )
         n = population
     if spec.allocation == "risk":
-        weights = np.asarray([_risk_weight(spec, s) for s in strata], dtype=np.float64)
+        uniq, inverse = np.unique(strata.astype(str), return_inverse=True)
+        per_stratum = np.asarray(
+            [_risk_weight(spec, str(s)) for s in uniq.tolist()], dtype=np.float64
+        )
+        weights = per_stratum[inverse.reshape(-1)]
         return sampling.weighted_sample(
             weights, n, strata=np.asarray(strata, dtype=object), seed=seed
         ), notes
@@ -642,10 +441,10 @@ def open_run(
     project = session.get(Project, policy.project_id)
     assert project is not None
     spec = PolicySpec.model_validate(policy.spec)
-    rows = load_population(session, project, spec, window_start, window_end)
-    if not rows and allow_empty:
+    pop = load_population(session, project, spec, window_start, window_end)
+    if not len(pop) and allow_empty:
         return _record_empty_run(session, actor, policy, spec, window_start, window_end, trigger)
-    if not rows:
+    if not len(pop):
         raise ValidationFailed(
             f"nothing to audit: no annotations of project {project.name} pass policy {policy.name!r} "
             f"between {window_start:%Y-%m-%d %H:%M} and {window_end:%Y-%m-%d %H:%M} UTC"
@@ -656,13 +455,13 @@ def open_run(
             "the reviewer pool is empty: add reviewers to the policy or grant the auditor role"
         )
     seed = run_seed(policy.id, window_start)
-    strata = stratum_labels(session, project, spec, rows, window_start)
+    strata = stratum_labels(session, project, spec, pop, window_start)
     plan, notes = plan_sample(session, policy, spec, strata, seed)
     for idx in plan.indices.tolist():  # check before writing anything
-        if not set(reviewers) - {rows[idx].annotator_id}:
+        if not set(reviewers) - {int(pop.annotator_id[idx])}:
             raise ValidationFailed(
-                f"no reviewer may review annotation {rows[idx].annotation_id}: the pool holds only its "
-                f"annotator ({reviewers[rows[idx].annotator_id]}); add another reviewer"
+                f"no reviewer may review annotation {pop.annotation_id[idx]}: the pool holds only its "
+                f"annotator ({reviewers[int(pop.annotator_id[idx])]}); add another reviewer"
             )
     run = AuditRun(
         policy_id=policy.id,
@@ -673,7 +472,7 @@ def open_run(
         trigger=trigger,
         seed=seed,
         policy_snapshot={"name": policy.name, **spec.as_json()},
-        population_size=len(rows),
+        population_size=len(pop),
         sample_size=plan.n,
         plan={
             "design": plan.design,
@@ -705,18 +504,22 @@ def open_run(
         return OpenResult(existing, False, [])
     nested.commit()
     units = []
-    frozen = snapshots(session, [rows[i].annotation_id for i in plan.indices.tolist()])
+    frozen = snapshots(session, pop.annotation_id[plan.indices].tolist())
     for idx, stratum, pi in plan.rows():
-        r = rows[idx]
+        annotation_id, item_id = int(pop.annotation_id[idx]), int(pop.item_id[idx])
         units.append(
             AuditUnit(
                 run_id=run.id,
-                annotation_id=r.annotation_id,
-                item_id=r.item_id,
-                annotator_id=r.annotator_id,
+                annotation_id=annotation_id,
+                item_id=item_id,
+                annotator_id=int(pop.annotator_id[idx]),
                 stratum=str(stratum),
                 inclusion_probability=pi,
-                snapshot={**frozen[r.annotation_id], "segments": r.segments, "tags": list(r.tags)},
+                snapshot={
+                    **frozen[annotation_id],
+                    "segments": pop.segments.get(item_id, {}),
+                    "tags": list(pop.tags.get(item_id, ())),
+                },
             )
         )
     session.add_all(units)
@@ -739,7 +542,7 @@ def open_run(
             "window_start": window_start,
             "window_end": window_end,
             "trigger": trigger,
-            "population": len(rows),
+            "population": len(pop),
             "sample": plan.n,
             "seed": seed,
         },

@@ -25,6 +25,7 @@ from labelloop.accounts.policy import require
 from labelloop.accounts.roles import Permission
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditReview, AuditRun, AuditUnit
+from labelloop.audits.population import label_key
 from labelloop.projects.models import Annotation, GoldLabel, Project
 from labelloop.stats import DawidSkene, Ratings, krippendorff_alpha
 
@@ -72,7 +73,7 @@ class Overview:
 
 
 def _key(value: Any) -> str:
-    return audits.label_key(value)
+    return label_key(value)
 
 
 def _week(t: datetime) -> str:

@@ -1,0 +1,361 @@
+"""The annotations an audit run is drawn from, held as columns.
+
+A window can hold a million annotations, so the population is a handful of numpy arrays
+(ids, item, annotator, label text, source, submission time in epoch seconds) plus one
+entry per item for its segments and tags, rather than a Python object per annotation.
+Everything a run needs from the whole population (filters, strata, the sample, the
+agreement and fatigue figures of the report) is computed on these columns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Float, Text, case, cast, func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from labelloop.accounts.models import User
+from labelloop.audits.schemas import PolicySpec
+from labelloop.projects.models import Annotation, Item, Prediction, Project
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+ObjArray = npt.NDArray[np.object_]
+
+MODEL_UNSURE_BELOW = 0.6
+
+
+def label_key(value: Any) -> str:
+    """A label value as text: the label itself for single labels, JSON otherwise."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _label_from_json_text(text: str | None) -> str:
+    """:func:`label_key` of a stored JSON value, from its text (fast path for plain labels)."""
+    if text is None:
+        return "null"
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"' and "\\" not in text:
+        return text[1:-1]
+    return label_key(json.loads(text))
+
+
+def _epoch(session: Session, column: Any) -> Any:
+    """SQL for a timestamp column as float seconds since 1970 (NULL stays NULL)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return type_coerce((func.julianday(column) - 2440587.5) * 86400.0, Float)
+    return type_coerce(func.extract("epoch", column), Float)
+
+
+def to_epoch(moment: datetime) -> float:
+    return moment.astimezone(UTC).timestamp()
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """Columns of the window's annotations, in annotation-id order."""
+
+    annotation_id: IntArray
+    item_id: IntArray
+    annotator_id: IntArray
+    label: ObjArray
+    source: ObjArray
+    submitted: FloatArray  # epoch seconds; NaN when the annotation has no submit time
+    segments: dict[int, dict[str, Any]]  # per item id
+    tags: dict[int, tuple[str, ...]]  # per item id
+
+    def __len__(self) -> int:
+        return int(self.annotation_id.shape[0])
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> Population:
+        return Population(
+            self.annotation_id[mask],
+            self.item_id[mask],
+            self.annotator_id[mask],
+            self.label[mask],
+            self.source[mask],
+            self.submitted[mask],
+            self.segments,
+            self.tags,
+        )
+
+    def item_values(self, fn: Any) -> ObjArray:
+        """A per-annotation array of ``fn(item_id)``, computed once per distinct item."""
+        items, inverse = np.unique(self.item_id, return_inverse=True)
+        per_item = np.empty(items.shape[0], dtype=object)
+        per_item[:] = [fn(int(i)) for i in items.tolist()]
+        out: ObjArray = per_item[inverse.reshape(-1)]
+        return out
+
+
+def _item_facts(
+    session: Session, item_ids: Sequence[int]
+) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, ...]]]:
+    segments: dict[int, dict[str, Any]] = {}
+    tags: dict[int, tuple[str, ...]] = {}
+    ids = sorted(set(item_ids))
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        for iid, segs, item_tags in session.execute(
+            select(Item.id, Item.segments, Item.tags).where(Item.id.in_(chunk))
+        ):
+            segments[iid] = segs or {}
+            tags[iid] = tuple(sorted(item_tags or ()))
+    return segments, tags
+
+
+def load_population(
+    session: Session, project: Project, spec: PolicySpec, start: datetime, end: datetime
+) -> Population:
+    """Annotations submitted (or, lacking a submit time, created) in ``[start, end)`` that
+    pass the policy's filter."""
+    when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
+    stmt = (
+        select(
+            Annotation.id,
+            Annotation.item_id,
+            Annotation.annotator_id,
+            cast(Annotation.value, Text),
+            Annotation.source,
+            _epoch(session, Annotation.submitted_at),
+        )
+        .where(Annotation.project_id == project.id, when >= start, when < end)
+        .order_by(Annotation.id)
+    )
+    flt = spec.population
+    if flt.sources:
+        stmt = stmt.where(Annotation.source.in_(flt.sources))
+    if flt.annotators:
+        ids = session.scalars(select(User.id).where(User.username.in_(flt.annotators))).all()
+        stmt = stmt.where(Annotation.annotator_id.in_(ids))
+    raw = session.execute(stmt).all()
+    if not raw:
+        empty_i = np.zeros(0, dtype=np.int64)
+        empty_o = np.zeros(0, dtype=object)
+        return Population(empty_i, empty_i, empty_i, empty_o, empty_o, np.zeros(0), {}, {})
+    aid, iid, ann, value_text, source, submitted = zip(*raw, strict=True)
+    labels = np.empty(len(raw), dtype=object)
+    labels[:] = [_label_from_json_text(t) for t in value_text]
+    sources = np.empty(len(raw), dtype=object)
+    sources[:] = source
+    pop = Population(
+        np.asarray(aid, dtype=np.int64),
+        np.asarray(iid, dtype=np.int64),
+        np.asarray(ann, dtype=np.int64),
+        labels,
+        sources,
+        np.asarray([np.nan if s is None else s for s in submitted], dtype=np.float64),
+        *_item_facts(session, iid),
+    )
+    mask = np.ones(len(pop), dtype=bool)
+    if flt.segments:
+        wanted = {k: {str(v) for v in vals} for k, vals in flt.segments.items()}
+
+        def seg_ok(item: int) -> bool:
+            segs = pop.segments.get(item, {})
+            return all(str(segs.get(k)) in vals for k, vals in wanted.items())
+
+        mask &= pop.item_values(seg_ok).astype(bool)
+    if flt.tags:
+        tag_set = set(flt.tags)
+        mask &= pop.item_values(
+            lambda item: bool(tag_set.intersection(pop.tags.get(item, ())))
+        ).astype(bool)
+    if flt.labels:
+        label_set = set(flt.labels)
+
+        def label_ok(text: str) -> bool:
+            if text.startswith("["):
+                parsed = json.loads(text)
+                if isinstance(parsed, list):
+                    return bool(label_set.intersection(str(v) for v in parsed))
+            return text in label_set
+
+        uniq, inverse = np.unique(pop.label.astype(str), return_inverse=True)
+        ok = np.asarray([label_ok(str(u)) for u in uniq.tolist()], dtype=bool)
+        mask &= ok[inverse.reshape(-1)]
+    return pop if mask.all() else pop.take(mask)
+
+
+# ----------------------------------------------------------------------------- strata
+def model_buckets(session: Session, pop: Population) -> ObjArray:
+    """Per annotation: does the newest model prediction for its item disagree with it?"""
+    item_ids = np.unique(pop.item_id).tolist()
+    preds: dict[int, tuple[str, float | None]] = {}
+    for start in range(0, len(item_ids), 5000):
+        chunk = item_ids[start : start + 5000]
+        for p in session.execute(
+            select(Prediction.item_id, Prediction.value, Prediction.probabilities, Prediction.score)
+            .where(Prediction.item_id.in_(chunk))
+            .order_by(Prediction.created_at, Prediction.id)
+        ):
+            conf = p.score
+            if p.probabilities:
+                conf = max(float(v) for v in p.probabilities.values())
+            preds[p.item_id] = (label_key(p.value), conf)
+    predicted = pop.item_values(lambda item: preds.get(item))
+    out = np.empty(len(pop), dtype=object)
+    for i, (pred, given) in enumerate(zip(predicted.tolist(), pop.label.tolist(), strict=True)):
+        if pred is None:
+            out[i] = "no prediction"
+        elif pred[0] != given:
+            out[i] = "model disagrees"
+        elif pred[1] is not None and pred[1] < MODEL_UNSURE_BELOW:
+            out[i] = "model unsure"
+        else:
+            out[i] = "model agrees"
+    return out
+
+
+def new_annotator_flags(
+    session: Session, project: Project, spec: PolicySpec, pop: Population, start: datetime
+) -> ObjArray:
+    """``new`` when the annotation is among its annotator's first ``new_annotator_items``
+    in the project, or within ``new_annotator_days`` of their first one; else
+    ``established``."""
+    when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
+    first: dict[int, float] = {}
+    before: dict[int, int] = {}
+    for aid, first_at, n_before in session.execute(
+        select(
+            Annotation.annotator_id,
+            _epoch(session, func.min(when)),
+            func.sum(case((when < start, 1), else_=0)),
+        )
+        .where(Annotation.project_id == project.id)
+        .group_by(Annotation.annotator_id)
+    ):
+        first[aid] = float(first_at) if first_at is not None else np.nan
+        before[aid] = int(n_before or 0)
+    t = np.where(np.isnan(pop.submitted), to_epoch(start), pop.submitted)
+    order = np.lexsort((pop.annotation_id, t, pop.annotator_id))
+    ann_sorted = pop.annotator_id[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ann_sorted)) + 1]
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    rank_sorted = np.arange(len(order)) - run_start
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = rank_sorted
+    prior = np.asarray([before.get(int(a), 0) for a in pop.annotator_id.tolist()], dtype=np.int64)
+    first_t = np.asarray(
+        [first.get(int(a), np.nan) for a in pop.annotator_id.tolist()], dtype=np.float64
+    )
+    horizon = spec.new_annotator_days * 86400.0
+    recent = (pop.submitted - first_t) < horizon  # NaN compares False
+    new = (rank + prior < spec.new_annotator_items) | recent
+    return np.where(new, "new", "established").astype(object)
+
+
+def stratum_labels(
+    session: Session, project: Project, spec: PolicySpec, pop: Population, start: datetime
+) -> ObjArray:
+    """The stratum of every annotation: its value on each policy dimension, joined."""
+    n = len(pop)
+    if not spec.strata:
+        return np.full(n, "all", dtype=object)
+    columns: list[ObjArray] = []
+    for dim in spec.strata:
+        if dim.startswith("segment:"):
+            key = dim.split(":", 1)[1]
+            columns.append(
+                pop.item_values(
+                    lambda item, k=key: f"{k}={pop.segments.get(item, {}).get(k, '(none)')}"
+                )
+            )
+        elif dim == "annotator":
+            names = dict(
+                session.execute(
+                    select(User.id, User.username).where(
+                        User.id.in_(np.unique(pop.annotator_id).tolist())
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            uniq, inverse = np.unique(pop.annotator_id, return_inverse=True)
+            per = np.asarray(
+                [f"annotator={names.get(int(a), a)}" for a in uniq.tolist()], dtype=object
+            )
+            columns.append(per[inverse.reshape(-1)])
+        elif dim == "label":
+            columns.append(
+                np.asarray(["label=" + str(v) for v in pop.label.tolist()], dtype=object)
+            )
+        elif dim == "tag":
+            columns.append(
+                pop.item_values(
+                    lambda item: "tag=" + ("+".join(pop.tags.get(item, ())) or "untagged")
+                )
+            )
+        elif dim == "new_annotator":
+            flags = new_annotator_flags(session, project, spec, pop, start)
+            columns.append(
+                np.asarray(["annotator is " + str(f) for f in flags.tolist()], dtype=object)
+            )
+        elif dim == "model_disagreement":
+            columns.append(model_buckets(session, pop))
+    if len(columns) == 1:
+        return columns[0]
+    codes = []
+    uniques = []
+    for col in columns:
+        u, inv = np.unique(col.astype(str), return_inverse=True)
+        uniques.append(u)
+        codes.append(inv.reshape(-1))
+    combined = np.zeros(n, dtype=np.int64)
+    for u, c in zip(uniques, codes, strict=True):
+        combined = combined * len(u) + c
+    keys, inverse = np.unique(combined, return_inverse=True)
+    labels: list[str] = []
+    for code in keys.tolist():
+        parts = []
+        for u in reversed(uniques):
+            parts.append(str(u[code % len(u)]))
+            code //= len(u)
+        labels.append(" | ".join(reversed(parts)))
+    joined: ObjArray = np.asarray(labels, dtype=object)[inverse.reshape(-1)]
+    return joined
+
+
+# ---------------------------------------------------------------------------- sessions
+SESSION_GAP = timedelta(minutes=30)
+LATE_IN_SESSION = timedelta(minutes=30)
+LONG_SESSION = timedelta(minutes=45)
+
+
+def lateness(pop: Population) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Per annotation: (its session is long, it is late in its session).
+
+    A session is a run of one annotator's annotations with gaps under ``SESSION_GAP``;
+    late means at least ``LATE_IN_SESSION`` after the session's first annotation and long
+    means the session spans at least ``LONG_SESSION``. Annotations without a submit time
+    are in no session (both False)."""
+    n = len(pop)
+    long_out = np.zeros(n, dtype=bool)
+    late_out = np.zeros(n, dtype=bool)
+    has_t = ~np.isnan(pop.submitted)
+    idx = np.flatnonzero(has_t)
+    if idx.size == 0:
+        return long_out, late_out
+    t = pop.submitted[idx]
+    a = pop.annotator_id[idx]
+    order = np.lexsort((t, a))
+    t, a, idx = t[order], a[order], idx[order]
+    new_session = np.r_[True, (a[1:] != a[:-1]) | (np.diff(t) > SESSION_GAP.total_seconds())]
+    session_id = np.cumsum(new_session) - 1
+    first = t[new_session][session_id]
+    last_of = np.maximum.reduceat(t, np.flatnonzero(new_session))
+    span = last_of[session_id] - first
+    long_out[idx] = span >= LONG_SESSION.total_seconds()
+    late_out[idx] = (t - first) >= LATE_IN_SESSION.total_seconds()
+    return long_out, late_out
