@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Float, Text, case, cast, func, select, type_coerce
+from sqlalchemy import Float, Text, case, cast, func, null, select, type_coerce
 from sqlalchemy.orm import Session
 
 from labelloop.accounts.models import User
@@ -72,8 +72,47 @@ class Population:
     label: ObjArray
     source: ObjArray
     submitted: FloatArray  # epoch seconds; NaN when the annotation has no submit time
-    segments: dict[int, dict[str, Any]]  # per item id
-    tags: dict[int, tuple[str, ...]]  # per item id
+    _facts: dict[str, Any]  # per item id: "segments" and "tags", read on first use
+    _session: Session | None = None
+
+    def _load_facts(self) -> None:
+        if not self._facts.get("complete"):
+            self.facts_for(np.unique(self.item_id).tolist())
+            self._facts["complete"] = True
+
+    def facts_for(self, item_ids: Sequence[int]) -> None:
+        """Read segments and tags of the given items (those not read yet)."""
+        segs = self._facts.setdefault("segments", {})
+        tags = self._facts.setdefault("tags", {})
+        missing = [i for i in item_ids if i not in segs]
+        if missing and self._session is not None:
+            new_segs, new_tags = _item_facts(self._session, missing)
+            segs.update(new_segs)
+            tags.update(new_tags)
+
+    def segments_of(self, item_id: int) -> dict[str, Any]:
+        self.facts_for([item_id])
+        out: dict[str, Any] = self._facts["segments"].get(item_id, {})
+        return out
+
+    def tags_of(self, item_id: int) -> tuple[str, ...]:
+        self.facts_for([item_id])
+        out: tuple[str, ...] = self._facts["tags"].get(item_id, ())
+        return out
+
+    @property
+    def segments(self) -> dict[int, dict[str, Any]]:
+        """Segments per item id (read from the items on first use)."""
+        self._load_facts()
+        out: dict[int, dict[str, Any]] = self._facts["segments"]
+        return out
+
+    @property
+    def tags(self) -> dict[int, tuple[str, ...]]:
+        """Sorted tags per item id (read from the items on first use)."""
+        self._load_facts()
+        out: dict[int, tuple[str, ...]] = self._facts["tags"]
+        return out
 
     def __len__(self) -> int:
         return int(self.annotation_id.shape[0])
@@ -86,8 +125,8 @@ class Population:
             self.label[mask],
             self.source[mask],
             self.submitted[mask],
-            self.segments,
-            self.tags,
+            self._facts,
+            self._session,
         )
 
     def item_values(self, fn: Any) -> ObjArray:
@@ -115,48 +154,79 @@ def _item_facts(
     return segments, tags
 
 
+def _project_filter(session: Session, a: Any, project_id: int) -> Any:
+    """``project_id = :id``; on SQLite, written so the planner scans the table in id order
+    when the project holds a large share of all annotations (much faster there than
+    walking the project index and sorting by id)."""
+    if session.get_bind().dialect.name == "sqlite":
+        n_project = session.scalar(select(func.count()).where(a.project_id == project_id)) or 0
+        n_all = session.scalar(select(func.count()).select_from(Annotation.__table__)) or 0
+        if n_project * 5 >= n_all:
+            return (a.project_id + 0) == project_id
+    return a.project_id == project_id
+
+
 def load_population(
-    session: Session, project: Project, spec: PolicySpec, start: datetime, end: datetime
+    session: Session,
+    project: Project,
+    spec: PolicySpec,
+    start: datetime,
+    end: datetime,
+    *,
+    labels: bool = True,
+    times: bool = True,
 ) -> Population:
     """Annotations submitted (or, lacking a submit time, created) in ``[start, end)`` that
-    pass the policy's filter."""
-    when = func.coalesce(Annotation.submitted_at, Annotation.created_at)
+    pass the policy's filter. ``labels=False`` / ``times=False`` skip reading the label
+    and submit-time columns when the caller does not use them (opening a run with
+    strata that need neither)."""
+    labels = labels or bool(spec.population.labels)
+    a = Annotation.__table__.c  # Core columns: no ORM row machinery for a million rows
+    when = func.coalesce(a.submitted_at, a.created_at)
     stmt = (
         select(
-            Annotation.id,
-            Annotation.item_id,
-            Annotation.annotator_id,
-            cast(Annotation.value, Text),
-            Annotation.source,
-            _epoch(session, Annotation.submitted_at),
+            a.id,
+            a.item_id,
+            a.annotator_id,
+            cast(a.value, Text) if labels else null(),
+            a.source,
+            _epoch(session, a.submitted_at) if times else null(),
         )
-        .where(Annotation.project_id == project.id, when >= start, when < end)
-        .order_by(Annotation.id)
+        .where(_project_filter(session, a, project.id), when >= start, when < end)
+        .order_by(a.id)
     )
     flt = spec.population
     if flt.sources:
-        stmt = stmt.where(Annotation.source.in_(flt.sources))
+        stmt = stmt.where(a.source.in_(flt.sources))
     if flt.annotators:
         ids = session.scalars(select(User.id).where(User.username.in_(flt.annotators))).all()
-        stmt = stmt.where(Annotation.annotator_id.in_(ids))
-    raw = session.execute(stmt).all()
+        stmt = stmt.where(a.annotator_id.in_(ids))
+    result = session.connection().execute(stmt)
+    # plain ints, text and floats: read the driver's tuples directly (a million rows)
+    raw = result.cursor.fetchall() if result.cursor is not None else result.all()
+    result.close()
     if not raw:
         empty_i = np.zeros(0, dtype=np.int64)
         empty_o = np.zeros(0, dtype=object)
-        return Population(empty_i, empty_i, empty_i, empty_o, empty_o, np.zeros(0), {}, {})
+        return Population(
+            empty_i, empty_i, empty_i, empty_o, empty_o, np.zeros(0), {"segments": {}, "tags": {}}
+        )
     aid, iid, ann, value_text, source, submitted = zip(*raw, strict=True)
-    labels = np.empty(len(raw), dtype=object)
-    labels[:] = [_label_from_json_text(t) for t in value_text]
+    label_col = np.empty(len(raw), dtype=object)
+    label_col[:] = [_label_from_json_text(t) for t in value_text] if labels else ""
     sources = np.empty(len(raw), dtype=object)
     sources[:] = source
     pop = Population(
         np.asarray(aid, dtype=np.int64),
         np.asarray(iid, dtype=np.int64),
         np.asarray(ann, dtype=np.int64),
-        labels,
+        label_col,
         sources,
-        np.asarray([np.nan if s is None else s for s in submitted], dtype=np.float64),
-        *_item_facts(session, iid),
+        np.asarray([np.nan if s is None else s for s in submitted], dtype=np.float64)
+        if times
+        else np.full(len(raw), np.nan),
+        {},
+        session,
     )
     mask = np.ones(len(pop), dtype=bool)
     if flt.segments:
@@ -256,75 +326,85 @@ def new_annotator_flags(
     return np.where(new, "new", "established").astype(object)
 
 
-def stratum_labels(
+def _as_codes(values: ObjArray) -> tuple[IntArray, list[str]]:
+    uniq, inverse = np.unique(values.astype(str), return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), [str(u) for u in uniq.tolist()]
+
+
+def _item_codes(pop: Population, fn: Any) -> tuple[IntArray, list[str]]:
+    """Codes of a per-item value (computed once per distinct item, not per annotation)."""
+    items, inverse = np.unique(pop.item_id, return_inverse=True)
+    per_item = np.empty(items.shape[0], dtype=object)
+    per_item[:] = [fn(int(i)) for i in items.tolist()]
+    item_code, names = _as_codes(per_item)
+    return item_code[inverse.reshape(-1)], names
+
+
+def stratum_codes(
     session: Session, project: Project, spec: PolicySpec, pop: Population, start: datetime
-) -> ObjArray:
-    """The stratum of every annotation: its value on each policy dimension, joined."""
+) -> tuple[IntArray, list[str]]:
+    """The stratum of every annotation as an integer code, and the stratum names (its value
+    on each policy dimension, joined with `` | ``), sorted."""
     n = len(pop)
     if not spec.strata:
-        return np.full(n, "all", dtype=object)
-    columns: list[ObjArray] = []
+        return np.zeros(n, dtype=np.int64), ["all"]
+    dims: list[tuple[IntArray, list[str]]] = []
     for dim in spec.strata:
         if dim.startswith("segment:"):
             key = dim.split(":", 1)[1]
-            columns.append(
-                pop.item_values(
-                    lambda item, k=key: f"{k}={pop.segments.get(item, {}).get(k, '(none)')}"
+            dims.append(
+                _item_codes(
+                    pop, lambda item, k=key: f"{k}={pop.segments.get(item, {}).get(k, '(none)')}"
                 )
             )
         elif dim == "annotator":
+            uniq, inverse = np.unique(pop.annotator_id, return_inverse=True)
             names = dict(
-                session.execute(
-                    select(User.id, User.username).where(
-                        User.id.in_(np.unique(pop.annotator_id).tolist())
-                    )
-                )
+                session.execute(select(User.id, User.username).where(User.id.in_(uniq.tolist())))
                 .tuples()
                 .all()
             )
-            uniq, inverse = np.unique(pop.annotator_id, return_inverse=True)
             per = np.asarray(
                 [f"annotator={names.get(int(a), a)}" for a in uniq.tolist()], dtype=object
             )
-            columns.append(per[inverse.reshape(-1)])
+            code_of_id, labels = _as_codes(per)
+            dims.append((code_of_id[inverse.reshape(-1)], labels))
         elif dim == "label":
-            columns.append(
-                np.asarray(["label=" + str(v) for v in pop.label.tolist()], dtype=object)
-            )
+            codes, labels = _as_codes(pop.label)
+            dims.append((codes, ["label=" + lab for lab in labels]))
         elif dim == "tag":
-            columns.append(
-                pop.item_values(
-                    lambda item: "tag=" + ("+".join(pop.tags.get(item, ())) or "untagged")
+            dims.append(
+                _item_codes(
+                    pop, lambda item: "tag=" + ("+".join(pop.tags.get(item, ())) or "untagged")
                 )
             )
         elif dim == "new_annotator":
-            flags = new_annotator_flags(session, project, spec, pop, start)
-            columns.append(
-                np.asarray(["annotator is " + str(f) for f in flags.tolist()], dtype=object)
-            )
+            codes, labels = _as_codes(new_annotator_flags(session, project, spec, pop, start))
+            dims.append((codes, ["annotator is " + lab for lab in labels]))
         elif dim == "model_disagreement":
-            columns.append(model_buckets(session, pop))
-    if len(columns) == 1:
-        return columns[0]
-    codes = []
-    uniques = []
-    for col in columns:
-        u, inv = np.unique(col.astype(str), return_inverse=True)
-        uniques.append(u)
-        codes.append(inv.reshape(-1))
+            dims.append(_as_codes(model_buckets(session, pop)))
     combined = np.zeros(n, dtype=np.int64)
-    for u, c in zip(uniques, codes, strict=True):
-        combined = combined * len(u) + c
+    for codes, labels in dims:
+        combined = combined * len(labels) + codes
     keys, inverse = np.unique(combined, return_inverse=True)
-    labels: list[str] = []
+    names_out: list[str] = []
     for code in keys.tolist():
         parts = []
-        for u in reversed(uniques):
-            parts.append(str(u[code % len(u)]))
-            code //= len(u)
-        labels.append(" | ".join(reversed(parts)))
-    joined: ObjArray = np.asarray(labels, dtype=object)[inverse.reshape(-1)]
-    return joined
+        for _, labels in reversed(dims):
+            parts.append(labels[code % len(labels)])
+            code //= len(labels)
+        names_out.append(" | ".join(reversed(parts)))
+    # keys are in combined-code order, which is the lexicographic order of the parts
+    return inverse.reshape(-1).astype(np.int64), names_out
+
+
+def stratum_labels(
+    session: Session, project: Project, spec: PolicySpec, pop: Population, start: datetime
+) -> ObjArray:
+    """The stratum name of every annotation (see :func:`stratum_codes`)."""
+    codes, names = stratum_codes(session, project, spec, pop, start)
+    out: ObjArray = np.asarray(names, dtype=object)[codes]
+    return out
 
 
 # ---------------------------------------------------------------------------- sessions

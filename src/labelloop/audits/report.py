@@ -440,12 +440,8 @@ def compute_report(
     if pairable.any():
         from labelloop.stats import _alpha, _kappa
 
-        ann_ids, ann_inverse = np.unique(pop.annotator_id[pairable], return_inverse=True)
-        ann_names = np.asarray([names.get(int(a), str(a)) for a in ann_ids.tolist()], dtype=object)
         ratings = Ratings.from_long(
-            pop.item_id[pairable],
-            ann_names[ann_inverse.reshape(-1)],
-            pop.label[pairable].astype(str),
+            pop.item_id[pairable], pop.annotator_id[pairable], pop.label[pairable].astype(str)
         )
         try:
             alpha = _alpha.krippendorff_alpha(
@@ -463,8 +459,8 @@ def compute_report(
                     if pw.n_overlap[i, j] >= 10 and not math.isnan(pw.kappa[i, j]):
                         pairs.append(
                             {
-                                "a": str(ann[i]),
-                                "b": str(ann[j]),
+                                "a": names.get(int(ann[i]), str(ann[i])),
+                                "b": names.get(int(ann[j]), str(ann[j])),
                                 "kappa": _r(float(pw.kappa[i, j])),
                                 "n_overlap": int(pw.n_overlap[i, j]),
                             }

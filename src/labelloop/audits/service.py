@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,7 @@ from labelloop.accounts.models import Membership, User
 from labelloop.accounts.policy import require, roles_of
 from labelloop.accounts.roles import Permission, Role, allows
 from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditReview, AuditRun, AuditUnit
-from labelloop.audits.population import label_key, load_population, stratum_labels
+from labelloop.audits.population import label_key, load_population, stratum_codes
 from labelloop.audits.schemas import PolicySpec, ReviewInput
 from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from labelloop.projects.models import Annotation, Item, Project
@@ -289,10 +289,12 @@ def plan_sample(
     session: Session,
     policy: AuditPolicy,
     spec: PolicySpec,
-    strata: npt.NDArray[np.object_],
+    strata: npt.NDArray[np.int64],
+    names: list[str],
     seed: int,
 ) -> tuple[sampling.SamplePlan, list[str]]:
-    """Draw the sample for a population with the given strata; returns notes for the report."""
+    """Draw the sample for a population whose strata are ``names[strata[i]]``; the plan's
+    strata are the integer codes. Returns notes for the report."""
     notes: list[str] = []
     population = len(strata)
     if spec.sample_size is not None:
@@ -315,15 +317,9 @@ def plan_sample(
         )
         n = population
     if spec.allocation == "risk":
-        uniq, inverse = np.unique(strata.astype(str), return_inverse=True)
-        per_stratum = np.asarray(
-            [_risk_weight(spec, str(s)) for s in uniq.tolist()], dtype=np.float64
-        )
-        weights = per_stratum[inverse.reshape(-1)]
-        return sampling.weighted_sample(
-            weights, n, strata=np.asarray(strata, dtype=object), seed=seed
-        ), notes
-    labels = sorted(set(strata))
+        per_stratum = np.asarray([_risk_weight(spec, name) for name in names], dtype=np.float64)
+        return sampling.weighted_sample(per_stratum[strata], n, strata=strata, seed=seed), notes
+    labels = [names[c] for c in np.unique(strata).tolist()]
     min_per = min(spec.min_per_stratum, n // max(len(labels), 1))
     if min_per < spec.min_per_stratum:
         notes.append(
@@ -339,7 +335,7 @@ def plan_sample(
             + ("the previous run's per-stratum error rates" if prev else "the expected error rate")
         )
     plan = sampling.stratified_sample(
-        np.asarray(strata, dtype=object),
+        strata,
         n,
         allocation=spec.allocation,
         std=std,
@@ -366,12 +362,19 @@ def _reviewer_ids(session: Session, project_id: int, spec: PolicySpec) -> dict[i
     return {uid: name for name, uid in ids.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class _UnitRef:
+    id: int
+    annotation_id: int
+    annotator_id: int
+
+
 def _assign(
-    units: Sequence[AuditUnit],
+    units: Sequence[_UnitRef],
     reviewers: dict[int, str],
     double_fraction: float,
     rng: np.random.Generator,
-) -> list[tuple[AuditUnit, int, bool]]:
+) -> list[tuple[_UnitRef, int, bool]]:
     """Balanced assignment: each unit goes to the eligible reviewer with the fewest
     assignments so far (ties broken by a seeded order), never to its own annotator;
     a seeded ``double_fraction`` of units gets a second, different reviewer."""
@@ -388,7 +391,7 @@ def _assign(
         if units
         else set()
     )
-    out: list[tuple[AuditUnit, int, bool]] = []
+    out: list[tuple[_UnitRef, int, bool]] = []
     for idx, unit in enumerate(units):
         eligible = [r for r in order if r != unit.annotator_id]
         if not eligible:
@@ -441,7 +444,15 @@ def open_run(
     project = session.get(Project, policy.project_id)
     assert project is not None
     spec = PolicySpec.model_validate(policy.spec)
-    pop = load_population(session, project, spec, window_start, window_end)
+    pop = load_population(
+        session,
+        project,
+        spec,
+        window_start,
+        window_end,
+        labels=bool({"label", "model_disagreement"} & set(spec.strata)),
+        times="new_annotator" in spec.strata,
+    )
     if not len(pop) and allow_empty:
         return _record_empty_run(session, actor, policy, spec, window_start, window_end, trigger)
     if not len(pop):
@@ -455,8 +466,8 @@ def open_run(
             "the reviewer pool is empty: add reviewers to the policy or grant the auditor role"
         )
     seed = run_seed(policy.id, window_start)
-    strata = stratum_labels(session, project, spec, pop, window_start)
-    plan, notes = plan_sample(session, policy, spec, strata, seed)
+    codes, names = stratum_codes(session, project, spec, pop, window_start)
+    plan, notes = plan_sample(session, policy, spec, codes, names, seed)
     for idx in plan.indices.tolist():  # check before writing anything
         if not set(reviewers) - {int(pop.annotator_id[idx])}:
             raise ValidationFailed(
@@ -477,7 +488,7 @@ def open_run(
         plan={
             "design": plan.design,
             "strata": [
-                {"stratum": str(s), "population": int(N), "sample": int(n)}
+                {"stratum": names[int(s)], "population": int(N), "sample": int(n)}
                 for s, N, n in zip(
                     plan.strata.tolist(),
                     plan.population_sizes.tolist(),
@@ -503,33 +514,41 @@ def open_run(
             raise
         return OpenResult(existing, False, [])
     nested.commit()
-    units = []
     frozen = snapshots(session, pop.annotation_id[plan.indices].tolist())
+    pop.facts_for(pop.item_id[plan.indices].tolist())
+    unit_rows: list[dict[str, Any]] = []
     for idx, stratum, pi in plan.rows():
         annotation_id, item_id = int(pop.annotation_id[idx]), int(pop.item_id[idx])
-        units.append(
-            AuditUnit(
-                run_id=run.id,
-                annotation_id=annotation_id,
-                item_id=item_id,
-                annotator_id=int(pop.annotator_id[idx]),
-                stratum=str(stratum),
-                inclusion_probability=pi,
-                snapshot={
+        unit_rows.append(
+            {
+                "run_id": run.id,
+                "annotation_id": annotation_id,
+                "item_id": item_id,
+                "annotator_id": int(pop.annotator_id[idx]),
+                "stratum": names[int(stratum)],
+                "inclusion_probability": pi,
+                "snapshot": {
                     **frozen[annotation_id],
-                    "segments": pop.segments.get(item_id, {}),
-                    "tags": list(pop.tags.get(item_id, ())),
+                    "segments": pop.segments_of(item_id),
+                    "tags": list(pop.tags_of(item_id)),
                 },
-            )
+            }
         )
-    session.add_all(units)
-    session.flush()
+    # bulk inserts (thousands of rows); ids come back in parameter order
+    unit_ids = session.scalars(
+        insert(AuditUnit).returning(AuditUnit.id, sort_by_parameter_order=True), unit_rows
+    ).all()
+    units = [
+        _UnitRef(uid, int(row["annotation_id"]), int(row["annotator_id"]))
+        for uid, row in zip(unit_ids, unit_rows, strict=True)
+    ]
     rng = np.random.default_rng(seed)
-    for unit, reviewer_id, double in _assign(units, reviewers, spec.double_review_fraction, rng):
-        session.add(
-            AuditAssignment(run_id=run.id, unit_id=unit.id, reviewer_id=reviewer_id, double=double)
-        )
-    session.flush()
+    assignments = [
+        {"run_id": run.id, "unit_id": unit.id, "reviewer_id": reviewer_id, "double": double}
+        for unit, reviewer_id, double in _assign(units, reviewers, spec.double_review_fraction, rng)
+    ]
+    if assignments:
+        session.execute(insert(AuditAssignment), assignments)
     trail.service.append(
         session,
         actor=actor.name,
