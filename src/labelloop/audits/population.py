@@ -166,6 +166,18 @@ def _project_filter(session: Session, a: Any, project_id: int) -> Any:
     return a.project_id == project_id
 
 
+def tagged_items(session: Session, project: Project, tag: str) -> set[int]:
+    """Ids of the project's items carrying ``tag`` (read as JSON text, no parsing)."""
+    i = Item.__table__.c
+    needle = json.dumps(tag)
+    result = session.connection().execute(
+        select(i.id, cast(i.tags, Text)).where(i.project_id == project.id)
+    )
+    rows = result.cursor.fetchall() if result.cursor is not None else result.all()
+    result.close()
+    return {int(item_id) for item_id, text in rows if text and needle in text}
+
+
 def load_population(
     session: Session,
     project: Project,

@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelloop.accounts.models import User
 from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, AuditUnit
-from labelloop.audits.population import label_key, lateness, load_population
+from labelloop.audits.population import label_key, lateness, load_population, tagged_items
 from labelloop.audits.schemas import SEVERITY_WEIGHT, PolicySpec
 from labelloop.projects.models import Annotation, GoldLabel, Item, Project
 from labelloop.stats import sampling
@@ -548,16 +548,10 @@ def compute_report(
 
     # ---- edge cases (population: the items labelled in the window)
     labelled_items = set(item_ids)
-    edge_labelled = {i for i in labelled_items if "edge-case" in pop.tags.get(i, ())}
+    edge_items = tagged_items(session, project, "edge-case")
+    edge_labelled = edge_items & labelled_items
     audited_items = {u.item_id for u in all_units}
-    edge_in_project = (
-        session.scalar(
-            select(func.count())
-            .select_from(Item)
-            .where(Item.project_id == project.id, cast(Item.tags, Text).like('%"edge-case"%'))
-        )
-        or 0
-    )
+    edge_in_project = len(edge_items)
     report["edge_cases"] = {
         "population_share": _r(len(edge_labelled) / len(labelled_items))
         if labelled_items
