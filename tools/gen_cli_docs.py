@@ -36,6 +36,11 @@ def _commands(group: Any, path: list[str]) -> list[tuple[list[str], Any]]:
     return out
 
 
+def _cell(text: str, pipe: str = "\\|") -> str:
+    """Table-safe text: no line breaks, pipes escaped (or replaced)."""
+    return text.replace("|", pipe).replace("\n", " ")
+
+
 def render() -> str:
     root = typer.main.get_command(app)
     parts = [HEADER]
@@ -59,7 +64,7 @@ def render() -> str:
             rows.append((record[0], record[1] or ""))
         if rows:
             parts.append("| option | meaning |\n|---|---|")
-            parts += [f"| `{name}` | {text.replace('|', '/').replace(chr(10), ' ')} |" for name, text in rows]
+            parts += [f"| `{_cell(name)}` | {_cell(text, '/')} |" for name, text in rows]
             parts.append("")
         subs = [f"`{name}`" for name, sub in sorted(_subcommands(cmd).items()) if not sub.hidden]
         if subs:

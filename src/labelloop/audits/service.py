@@ -243,6 +243,27 @@ def snapshots(session: Session, annotation_ids: Sequence[int]) -> dict[int, dict
 
 
 # ---------------------------------------------------------------------------- opening
+def _insert_run(session: Session, run: AuditRun) -> AuditRun:
+    """Insert ``run``, or return the run another writer already opened for the same
+    (policy, window start): the unique constraint decides, in a SAVEPOINT."""
+    nested = session.begin_nested()
+    try:
+        session.add(run)
+        session.flush()
+    except IntegrityError:
+        nested.rollback()
+        existing = session.scalar(
+            select(AuditRun).where(
+                AuditRun.policy_id == run.policy_id, AuditRun.window_start == run.window_start
+            )
+        )
+        if existing is None:
+            raise
+        return existing
+    nested.commit()
+    return run
+
+
 @dataclass(frozen=True)
 class OpenResult:
     run: AuditRun
@@ -499,21 +520,9 @@ def open_run(
             "notes": notes,
         },
     )
-    nested = session.begin_nested()
-    try:
-        session.add(run)
-        session.flush()
-    except IntegrityError:
-        nested.rollback()
-        existing = session.scalar(
-            select(AuditRun).where(
-                AuditRun.policy_id == policy.id, AuditRun.window_start == window_start
-            )
-        )
-        if existing is None:
-            raise
-        return OpenResult(existing, False, [])
-    nested.commit()
+    winner = _insert_run(session, run)
+    if winner is not run:
+        return OpenResult(winner, False, [])
     frozen = snapshots(session, pop.annotation_id[plan.indices].tolist())
     pop.facts_for(pop.item_id[plan.indices].tolist())
     unit_rows: list[dict[str, Any]] = []
@@ -592,21 +601,9 @@ def _record_empty_run(
         report=None,
         closed_at=utcnow(),
     )
-    nested = session.begin_nested()
-    try:
-        session.add(run)
-        session.flush()
-    except IntegrityError:
-        nested.rollback()
-        existing = session.scalar(
-            select(AuditRun).where(
-                AuditRun.policy_id == policy.id, AuditRun.window_start == window_start
-            )
-        )
-        if existing is None:
-            raise
-        return OpenResult(existing, False, [])
-    nested.commit()
+    winner = _insert_run(session, run)
+    if winner is not run:
+        return OpenResult(winner, False, [])
     trail.service.append(
         session,
         actor=actor.name,
