@@ -26,21 +26,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_import import generate  # noqa: E402
+from bench_import import generate
 
-from labelloop.accounts import service as accounts  # noqa: E402
-from labelloop.accounts.actor import Actor  # noqa: E402
-from labelloop.accounts.roles import Role  # noqa: E402
-from labelloop.audits import service as audits  # noqa: E402
-from labelloop.audits.models import AuditAssignment, AuditUnit  # noqa: E402
-from labelloop.audits.schemas import ReviewInput  # noqa: E402
-from labelloop.projects.importer import import_file  # noqa: E402
-from labelloop.projects.service import get_project  # noqa: E402
-from labelloop.store import make_engine, make_session_factory, session_scope, upgrade  # noqa: E402
+from labelloop.accounts import service as accounts
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.roles import Role
+from labelloop.audits import service as audits
+from labelloop.audits.models import AuditAssignment, AuditUnit
+from labelloop.audits.schemas import ReviewInput
+from labelloop.projects.importer import import_file
+from labelloop.projects.service import get_project
+from labelloop.store import make_engine, make_session_factory, session_scope, upgrade
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=2000)
     args = parser.parse_args()
@@ -54,28 +56,42 @@ def main() -> None:
         t0 = time.perf_counter()
         with session_scope(factory) as session:
             import_file(session, actor=actor, path=csv_path, project="bench", create=True)
-        print(f"imported {args.rows:,} annotations in {time.perf_counter() - t0:.1f} s (not part of the figures)")
+        print(
+            f"imported {args.rows:,} annotations in {time.perf_counter() - t0:.1f} s (not part of the figures)"
+        )
         with session_scope(factory) as session:
             project = get_project(session, "bench")
             for name in ("rev-a", "rev-b", "rev-c"):
                 accounts.create_user(session, actor=actor, username=name)
-                accounts.grant(session, actor=actor, username=name, project_id=project.id, role=Role.AUDITOR)
+                accounts.grant(
+                    session, actor=actor, username=name, project_id=project.id, role=Role.AUDITOR
+                )
             spec = audits.parse_spec(
-                {"strata": ["annotator"], "sample_size": args.sample, "reviewers": ["rev-a", "rev-b", "rev-c"], "min_per_stratum": 1}
+                {
+                    "strata": ["annotator"],
+                    "sample_size": args.sample,
+                    "reviewers": ["rev-a", "rev-b", "rev-c"],
+                    "min_per_stratum": 1,
+                }
             )
-            policy = audits.create_policy(session, actor=actor, project=project, name="bench", spec=spec)
+            policy = audits.create_policy(
+                session, actor=actor, project=project, name="bench", spec=spec
+            )
             policy_id = policy.id
         start, end = datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
         t0 = time.perf_counter()
         with session_scope(factory) as session:
             policy = session.get(type(policy), policy_id)
-            run = audits.open_run(session, actor=actor, policy=policy, window_start=start, window_end=end).run
+            run = audits.open_run(
+                session, actor=actor, policy=policy, window_start=start, window_end=end
+            ).run
             run_id = run.id
         t_open = time.perf_counter() - t0
         rng = np.random.default_rng(1)
         with session_scope(factory) as session:
             rows = session.execute(
-                __import__("sqlalchemy").select(AuditAssignment.id, AuditUnit.snapshot)
+                __import__("sqlalchemy")
+                .select(AuditAssignment.id, AuditUnit.snapshot)
                 .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
                 .where(AuditAssignment.run_id == run_id)
             ).all()
@@ -83,7 +99,12 @@ def main() -> None:
                 if rng.random() < 0.85:
                     review = ReviewInput(verdict="correct", corrected_value=snap["value"])
                 else:
-                    review = ReviewInput(verdict="incorrect", corrected_value="other" if snap["value"] != "other" else "billing", error_category="attention slip", severity="low")
+                    review = ReviewInput(
+                        verdict="incorrect",
+                        corrected_value="other" if snap["value"] != "other" else "billing",
+                        error_category="attention slip",
+                        severity="low",
+                    )
                 audits.record_review(session, actor=actor, assignment_id=a_id, review=review)
         t0 = time.perf_counter()
         with session_scope(factory) as session:
@@ -91,8 +112,12 @@ def main() -> None:
             audits.close_run(session, actor=actor, run=run)
         t_report = time.perf_counter() - t0
         engine.dispose()
-    print(f"open run over {args.rows:,} annotations (sample {args.sample}): {t_open:.2f} s  (target < 5 s)")
-    print(f"report for the {args.sample}-annotation sample:            {t_report:.2f} s  (target < 10 s)")
+    print(
+        f"open run over {args.rows:,} annotations (sample {args.sample}): {t_open:.2f} s  (target < 5 s)"
+    )
+    print(
+        f"report for the {args.sample}-annotation sample:            {t_report:.2f} s  (target < 10 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import's own: the child's peak resident set size (``resource.getrusage(RUSAGE_SE
 
     .venv/bin/python benchmarks/bench_import.py               # 1,000,000 rows
     .venv/bin/python benchmarks/bench_import.py --rows 50000  # quick run
+    .venv/bin/python benchmarks/bench_import.py --record-path # fast path off, for comparison
 """
 
 from __future__ import annotations
@@ -155,10 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument(
+        "--record-path",
+        action="store_true",
+        help="switch the columnar fast path off (LABELLOOP_IMPORT_FASTPATH=0) to measure "
+        "the record path",
+    )
     args = parser.parse_args(argv)
+    if args.record_path:
+        os.environ["LABELLOOP_IMPORT_FASTPATH"] = "0"  # inherited by the import children
 
     results: dict[str, Any] = {
         "rows": args.rows,
+        "fast_path": not args.record_path,
         "cpus": os.cpu_count(),
         "load_before": os.getloadavg(),
     }

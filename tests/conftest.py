@@ -26,7 +26,11 @@ IN_CI = os.environ.get("CI") == "true"
 PG_ADMIN_URL = os.environ.get(
     "LABELLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-BACKENDS = [b.strip() for b in os.environ.get("LABELLOOP_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
+BACKENDS = [
+    b.strip()
+    for b in os.environ.get("LABELLOOP_TEST_BACKENDS", "sqlite,postgresql").split(",")
+    if b.strip()
+]
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +95,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_url(backend: str, _postgres: _Postgres, tmp_path_factory: pytest.TempPathFactory) -> str:
+def template_url(
+    backend: str, _postgres: _Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """A database migrated to head once per backend per test session; never used
     directly, only copied (PostgreSQL cannot copy a database that has connections)."""
     if backend == "sqlite":
@@ -147,6 +153,8 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture
-def fresh_database_url(backend: str, template_url: str, _postgres: _Postgres, tmp_path: Path) -> str:
+def fresh_database_url(
+    backend: str, template_url: str, _postgres: _Postgres, tmp_path: Path
+) -> str:
     """A new, migrated, empty database for tests whose code commits (CLI, imports)."""
     return _copy_database(backend, template_url, _postgres, tmp_path)

@@ -23,7 +23,9 @@ NO_DATABASE = {"version", "stats"}
 
 
 def _paths() -> list[list[str]]:
-    return [path[1:] for path, _ in gen_cli_docs._commands(typer.main.get_command(app), ["labelloop"])]
+    return [
+        path[1:] for path, _ in gen_cli_docs._commands(typer.main.get_command(app), ["labelloop"])
+    ]
 
 
 def test_cli_reference_is_current() -> None:

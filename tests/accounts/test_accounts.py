@@ -55,7 +55,9 @@ def test_annotator_cannot_manage_project(session) -> None:
     from labelloop.accounts.models import Membership
     from labelloop.projects.models import Project
 
-    project = Project(name="p", task_type="single", label_schema={"task_type": "single", "labels": ["a"]})
+    project = Project(
+        name="p", task_type="single", label_schema={"task_type": "single", "labels": ["a"]}
+    )
     session.add(project)
     session.flush()
     user = service.create_user(session, actor=OPERATOR, username="fin")

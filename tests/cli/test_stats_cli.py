@@ -453,3 +453,16 @@ def test_majority_seed_breaks_ties_at_random(tmp_path: Path) -> None:
     model = stats.MajorityVote(tie_break="random", random_state=1).fit(r)
     assert [row["label"] for row in seeded["items"]] == model.labels_.tolist()
     assert {row["label"] for row in seeded["items"]} == {"x", "y"}
+
+
+def test_tables_print_ids_and_labels_literally(tmp_path: Path) -> None:
+    rows = ["item,annotator,label"] + [
+        f"[i{i}],[bold]{a},{lab}" for i in range(6) for a, lab in (("u", "[x]"), ("v", "[red]y"))
+    ]
+    path = write(tmp_path / "markup.csv", "\n".join(rows) + "\n")
+    result = run("agreement", path)
+    assert result.exit_code == 0, result.output
+    assert "[x]" in result.stdout and "[red]y" in result.stdout and "[bold]u" in result.stdout
+    result = run("infer", path, "--method", "majority")
+    assert result.exit_code == 0, result.output
+    assert "[i0]" in result.stdout and "[bold]v" in result.stdout

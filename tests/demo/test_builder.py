@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select

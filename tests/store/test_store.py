@@ -39,7 +39,9 @@ def test_secret_key_generated_once_and_private(tmp_path) -> None:
 def test_migrations_match_models(engine: Engine) -> None:
     """Autogenerate finds nothing to do: the migrations create exactly the models."""
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata
+        )
     assert diff == []
 
 

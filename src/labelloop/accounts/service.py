@@ -105,13 +105,17 @@ def ensure_users(
             select(User.id, User.username).where(User.username.in_(chunk))
         ):
             found[name] = uid
-    for name in names:
-        if name in found:
-            continue
-        user = User(username=name, email=name if "@" in name else None)
-        session.add(user)
+    # one flush for all new accounts (a multi-row INSERT), then one event per account
+    created = [
+        User(username=name, email=name if "@" in name else None)
+        for name in names
+        if name not in found
+    ]
+    if created:
+        session.add_all(created)
         session.flush()
-        found[name] = user.id
+    for user in created:
+        found[user.username] = user.id
         trail.service.append(
             session,
             actor=actor.name,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from labelloop.cli._common import JsonFlag, console, err_console, fail
@@ -288,7 +289,8 @@ def _ratings(
         order = sorted(set(raw))
         err_console.print(
             f"[yellow]warning:[/] ordinal labels are not numbers; using their sorted order "
-            f"{' < '.join(order[:8])}{' ...' if len(order) > 8 else ''} (set it with --categories)",
+            f"{escape(' < '.join(order[:8]))}{' ...' if len(order) > 8 else ''} "
+            "(set it with --categories)",
             highlight=False,
         )
     return Ratings.from_long(  # numpy arrays take the vectorised path
@@ -460,7 +462,8 @@ def agreement_cmd(
         return
 
     console.print(
-        f"[bold]{file}[/]: {r.n_items} items, {r.n_annotators} annotators, {r.n_ratings} annotations, "
+        f"[bold]{escape(str(file))}[/]: {r.n_items} items, {r.n_annotators} annotators, "
+        f"{r.n_ratings} annotations, "
         f"{r.n_categories} categories; level {level.value}, weights {weights.value}"
         + (f", {bootstrap} bootstrap resamples" if bootstrap else ""),
         highlight=False,
@@ -494,7 +497,7 @@ def agreement_cmd(
         )
         for row in rows[: limit or None]:
             table.add_row(
-                str(row["annotator"]),
+                escape(str(row["annotator"])),
                 str(row["n_items"]),
                 _fmt(row["percent_agreement"]),
                 _fmt(row["kappa"]),
@@ -508,14 +511,14 @@ def agreement_cmd(
         table.add_column(col, justify="left" if col == "category" else "right")
     for row in cat_rows[: limit or None]:
         table.add_row(
-            str(row["category"]),
+            escape(str(row["category"])),
             _fmt(row["kappa"]),
             _fmt(row["specific_agreement"]),
             f"{row['n_ratings']:g}",
         )
     console.print(table)
     for note in notes:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 def _pairwise_summary(pairwise: Any) -> dict[str, Any] | None:
@@ -746,13 +749,14 @@ def infer_cmd(
         return
 
     console.print(
-        f"[bold]{file}[/]: {r.n_items} items, {r.n_annotators} annotators, {r.n_ratings} annotations; "
+        f"[bold]{escape(str(file))}[/]: {r.n_items} items, {r.n_annotators} annotators, "
+        f"{r.n_ratings} annotations; "
         f"method {method.value}, {model.n_iter_} iterations, log-likelihood {_fmt(ll)}",
         highlight=False,
     )
     if gold_report is not None:
         console.print(
-            f"accuracy against {names['gold']}: {_fmt(gold_report['accuracy'])} "
+            f"accuracy against {escape(names['gold'])}: {_fmt(gold_report['accuracy'])} "
             f"on {gold_report['n_items']} items with a gold label",
             highlight=False,
         )
@@ -760,7 +764,7 @@ def infer_cmd(
     table.add_column("label")
     table.add_column("prior", justify="right")
     for cat, p in priors.items():
-        table.add_row(cat, _fmt(p))
+        table.add_row(escape(cat), _fmt(p))
     console.print(table)
     skill_name = "accuracy" if method in _ACCURACY_SKILLS else "skill"
     table = Table(title=f"Annotators (lowest {skill_name} first)")
@@ -769,7 +773,9 @@ def infer_cmd(
     table.add_column(skill_name, justify="right")
     ranked = sorted(annotators, key=lambda d: d[skill_name])
     for row in ranked[: limit or None]:
-        table.add_row(str(row["annotator"]), str(row["n_annotations"]), _fmt(row[skill_name]))
+        table.add_row(
+            escape(str(row["annotator"])), str(row["n_annotations"]), _fmt(row[skill_name])
+        )
     if limit and len(ranked) > limit:
         table.caption = (
             f"{len(ranked) - limit} more annotators (--limit 0 shows all; --json for confusions)"
@@ -782,7 +788,9 @@ def infer_cmd(
     certainty = model.probas_.max(axis=1)
     order = np.argsort(certainty, kind="stable")
     for i in order[: limit or None].tolist():
-        table.add_row(str(items[i]["item"]), str(items[i]["label"]), _fmt(float(certainty[i])))
+        table.add_row(
+            escape(str(items[i]["item"])), escape(str(items[i]["label"])), _fmt(float(certainty[i]))
+        )
     if limit and len(items) > limit:
         table.caption = f"{len(items) - limit} more items (--limit 0 shows all)"
     console.print(table)
@@ -905,7 +913,8 @@ def label_issues_cmd(
         )
         return
     console.print(
-        f"[bold]{file}[/]: {len(items)} items, {len(classes)} classes; {result.n_issues} likely label "
+        f"[bold]{escape(str(file))}[/]: {len(items)} items, {len(classes)} classes; "
+        f"{result.n_issues} likely label "
         f"errors ({result.noise_rate:.1%}) by {filter_by.value}, ranked by {rank_by.value}",
         highlight=False,
     )
@@ -917,9 +926,9 @@ def label_issues_cmd(
     for row in issues[: limit or None]:
         table.add_row(
             str(row["rank"]),
-            str(row["item"]),
-            str(row["given_label"]),
-            str(row["suggested_label"]),
+            escape(str(row["item"])),
+            escape(str(row["given_label"])),
+            escape(str(row["suggested_label"])),
             _fmt(row["label_quality"]),
             str(row["n_annotations"]),
         )

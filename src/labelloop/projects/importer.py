@@ -37,6 +37,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
+import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -96,8 +98,13 @@ _SQLITE_CACHE_KIB = 65536
 _TABULAR = frozenset({"csv", "jsonl", "parquet"})
 #: Keys per ``IN (...)`` lookup.
 _IN_CHUNK = 900
+#: Try the columnar fast path (:mod:`labelloop.projects._fastpath`) for long-form
+#: CSV/TSV/Parquet files with a simple mapping; it falls back to the record path for
+#: anything it does not cover. ``LABELLOOP_IMPORT_FASTPATH=0`` turns it off.
+FAST_PATH = os.environ.get("LABELLOOP_IMPORT_FASTPATH", "1") not in ("0", "false", "no")
 
 ProgressFn = Callable[[int], None]
+_log = logging.getLogger(__name__)
 
 _items_t = cast(Table, Item.__table__)
 _ann_t = cast(Table, Annotation.__table__)
@@ -285,16 +292,29 @@ def import_file(
                 raise ImportFailed(f"{path.name}: import refused; {exc}", problems) from None
             create_project(session, actor=actor, name=project, schema=schema)
             schema_yaml = schema.to_yaml()
-        summary = _run(
-            session,
-            actor=actor,
-            project=project,
-            records=read(None),
-            source=fmt,
-            filename=path.name,
-            sha256=sha,
-            progress=progress,
-        )
+        summary = None
+        if not create and FAST_PATH and fmt in ("csv", "parquet"):
+            summary = _try_fast(
+                session,
+                actor=actor,
+                project=project,
+                path=path,
+                fmt=fmt,
+                options=options,
+                sha256=sha,
+                progress=progress,
+            )
+        if summary is None:
+            summary = _run(
+                session,
+                actor=actor,
+                project=project,
+                records=read(None),
+                source=fmt,
+                filename=path.name,
+                sha256=sha,
+                progress=progress,
+            )
     except BaseException:
         if nested.is_active:
             nested.rollback()
@@ -1272,6 +1292,15 @@ def _run(
         warnings=dict(c.warnings),
         notices=tuple(run.notices),
     )
+    _record_import(session, actor=actor, project=proj, summary=summary)
+    return summary
+
+
+def _record_import(
+    session: Session, *, actor: Actor, project: Project, summary: ImportSummary
+) -> None:
+    """The import batch (when anything changed) and the ``import.file`` event."""
+    proj, filename, sha256, source = project, summary.filename, summary.sha256, summary.format
     counts = summary.counts()
     batch_id: int | None = None
     if summary.changed:
@@ -1301,4 +1330,81 @@ def _run(
             **counts,
         },
     )
+
+
+def _try_fast(
+    session: Session,
+    *,
+    actor: Actor,
+    project: str,
+    path: Path,
+    fmt: str,
+    options: TabularOptions | None,
+    sha256: str,
+    progress: ProgressFn | None,
+) -> ImportSummary | None:
+    """The columnar fast path under its own SAVEPOINT; None when the file needs the
+    record path (what the fast path wrote is rolled back)."""
+    from labelloop.formats import TabularOptions
+    from labelloop.projects import _fastpath
+    from labelloop.projects.service import get_project, schema_of
+
+    proj = get_project(session, project)
+    require(session, actor, Permission.DATA_IMPORT, project_id=proj.id)
+    schema = schema_of(proj)
+    if not _fastpath.eligible(fmt, options, schema):
+        return None
+    pg = session.get_bind().dialect.name == "postgresql"
+    savepoint = session.begin_nested()
+    try:
+        if not pg:
+            session.connection().exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+        try:
+            got = _fastpath.run(
+                session,
+                actor=actor,
+                path=path,
+                fmt=fmt,
+                options=options or TabularOptions(),
+                project=proj,
+                schema=schema,
+                source=fmt,
+                progress=progress,
+            )
+        finally:
+            if not pg:
+                with contextlib.suppress(Exception):
+                    session.connection().exec_driver_sql("PRAGMA cache_size=-2000")
+    except _fastpath.Fallback as exc:
+        savepoint.rollback()
+        _log.debug("import of %s: record path (%s)", path.name, exc)
+        return None
+    except Exception:
+        # whatever went wrong (a database error, a bug), the record path decides what
+        # the user sees, exactly as without the fast path
+        if savepoint.is_active:
+            savepoint.rollback()
+        _log.warning(
+            "import of %s: fast path failed; using the record path", path.name, exc_info=True
+        )
+        return None
+    except BaseException:
+        if savepoint.is_active:
+            savepoint.rollback()
+        raise
+    summary = ImportSummary(
+        project=proj.name,
+        project_id=proj.id,
+        format=fmt,
+        filename=path.name,
+        sha256=sha256,
+        items_created=got.items_created,
+        items_unchanged=got.items_unchanged,
+        annotations_created=got.annotations_created,
+        annotations_unchanged=got.annotations_unchanged,
+        annotators=got.annotators,
+        records=got.records,
+    )
+    _record_import(session, actor=actor, project=proj, summary=summary)
+    savepoint.commit()
     return summary

@@ -55,7 +55,7 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
+    type_annotation_map = {  # noqa: RUF012  (SQLAlchemy reads this class attribute)
         datetime: UTCDateTime(),
         dict[str, Any]: JSONType,
         list[str]: JSONType,
