@@ -83,6 +83,8 @@ class AnnotationIn(_In):
 
 
 class AnnotationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     item_id: int
     annotator_id: int
@@ -121,6 +123,8 @@ class PredictionIn(_In):
 
 
 class PredictionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     item_id: int
     model_name: str

@@ -198,17 +198,7 @@ def submit_annotation(
         source="api",
         external_key=body.external_key,
     )
-    out = AnnotationOut(
-        id=a.id,
-        item_id=a.item_id,
-        annotator_id=a.annotator_id,
-        value=a.value,
-        attributes=a.attributes,
-        submitted_at=a.submitted_at,
-        active_seconds=a.active_seconds,
-        source=a.source,
-        flags=a.flags,
-    )
+    out = AnnotationOut.model_validate(a)
     return _created(idem, out)  # type: ignore[return-value]
 
 
@@ -286,15 +276,7 @@ def add_prediction(
         probabilities=body.probabilities,
         score=body.score,
     )
-    out = PredictionOut(
-        id=pred.id,
-        item_id=pred.item_id,
-        model_name=pred.model_name,
-        model_version=pred.model_version,
-        value=pred.value,
-        probabilities=pred.probabilities,
-        score=pred.score,
-    )
+    out = PredictionOut.model_validate(pred)
     return _created(idem, out)  # type: ignore[return-value]
 
 
