@@ -1,4 +1,5 @@
-"""`labelloop worker`: opens the audit runs that are due, once or in a loop.
+"""`labelloop worker`: opens the audit runs that are due, once or in a loop, and (in the
+loop) refreshes stale lead dashboards.
 
 Each window is opened in its own transaction. Two workers (or a worker and a manual
 trigger) racing for the same window cannot both create it: the run is unique per
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,12 +97,70 @@ def _open_one(
         return JobResult(name, start, end, None, False, f"failed: {exc}")
 
 
+@dataclass(frozen=True)
+class RefreshResult:
+    project: str
+    seconds: float | None  # computation time; None when it failed
+    message: str
+
+
+def refresh_dashboards(
+    settings: Settings, *, actor: Actor | None = None, now: datetime | None = None
+) -> list[RefreshResult]:
+    """Recompute every missing lead dashboard and every stale one that is due, each
+    project in its own transaction (see :func:`labelloop.analytics.service.stale_projects`)."""
+    from labelloop.analytics import service as analytics
+    from labelloop.projects.models import Project
+
+    actor = actor or Actor.local("worker")
+    engine, reader = make_engine(settings), _read_engine(settings)
+    factory, read_factory = make_session_factory(engine), make_session_factory(reader)
+    results: list[RefreshResult] = []
+    try:
+        with session_scope(read_factory) as session:
+            stale = analytics.stale_projects(session, now=now)
+        for entry in stale:
+            try:
+                with session_scope(read_factory) as session:
+                    project = session.get(Project, entry.project_id)
+                    if project is None:
+                        continue
+                    snap = analytics.build_snapshot(session, actor=actor, project=project)
+                with session_scope(factory) as session:
+                    analytics.save_snapshot(session, snap)
+                    seconds = snap.compute_seconds
+                results.append(RefreshResult(entry.name, seconds, "refreshed"))
+            except Exception as exc:  # a failing dashboard must not stop the audit jobs
+                log.exception("dashboard of %s", entry.name)
+                results.append(RefreshResult(entry.name, None, f"failed: {exc}"))
+    finally:
+        engine.dispose()
+        reader.dispose()
+    return results
+
+
+def _read_engine(settings: Settings) -> Engine:
+    """An engine for long reads. On SQLite its transactions start with a deferred BEGIN
+    (one consistent WAL snapshot, no write lock), so computing a large dashboard does not
+    hold up annotators' writes the way the store's BEGIN IMMEDIATE would."""
+    from labelloop.store import engine as store_engine
+
+    reader = make_engine(settings)
+    if reader.dialect.name == "sqlite":
+        event.remove(reader, "begin", store_engine._sqlite_begin)
+        event.listen(reader, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    return reader
+
+
 def loop(settings: Settings, *, interval: float = 60.0, iterations: int | None = None) -> None:
-    """Run :func:`run_due` every ``interval`` seconds (forever, or ``iterations`` times)."""
+    """Run :func:`run_due` and :func:`refresh_dashboards` every ``interval`` seconds
+    (forever, or ``iterations`` times)."""
     done = 0
     while iterations is None or done < iterations:
         for r in run_due(settings):
             log.info("%s %s..%s: %s", r.policy, r.window_start, r.window_end, r.message)
+        for d in refresh_dashboards(settings):
+            log.info("dashboard of %s: %s (%s s)", d.project, d.message, d.seconds)
         done += 1
         if iterations is None or done < iterations:
             time.sleep(interval)

@@ -1,0 +1,526 @@
+"""Web load benchmark: concurrent annotators submitting through the API while a lead
+loads the dashboard, against ``labelloop serve`` on 127.0.0.1, on SQLite and PostgreSQL.
+
+Setup (cached by path, reused by later runs with the same ``--annotations``):
+a project with ``--annotations`` annotations generated like ``bench_import.py`` (5 per
+item, ~500 annotators, 180 days) and imported with the bulk importer, a lead account and
+``--clients`` annotator accounts with API tokens. The cache is a SQLite file and a
+PostgreSQL template database (``bench_web_template_<N>``); each run works on a copy (a
+copied file; ``bench_web`` created from the template), so every run starts from the same
+data. On the copy, the dashboard snapshot is computed first, in a child process that
+reports its time and peak RSS.
+
+Run: ``labelloop serve`` in a subprocess; ``--clients`` closed-loop clients (httpx,
+asyncio, one process) each submit a valid new annotation on a random item with
+``POST /api/v1/projects/{id}/annotations`` and a bearer token, as fast as answers come,
+for ``--seconds``; one more client, signed in as the lead with a session cookie, loads
+``GET /projects/{id}`` (the dashboard) in a loop. Latencies are measured by the clients
+(request sent to response read). Any non-2xx answer or transport error is an error.
+
+    .venv/bin/python benchmarks/bench_web.py                          # 1M, 60 s, both
+    .venv/bin/python benchmarks/bench_web.py --annotations 100000 --seconds 20 \\
+        --backend sqlite --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import resource
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_import import LABELS, generate
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PROJECT = "bench-web"
+LEAD = ("bench.lead", "bench-lead-password")
+ROOT = Path(__file__).resolve().parents[1]
+#: Clients drop idle connections after 2 s, before uvicorn closes them (5 s): reusing a
+#: connection the server is closing at that moment fails without a response.
+LIMITS = httpx.Limits(keepalive_expiry=2.0)
+
+
+# ----------------------------------------------------------------------------- setup
+def _build(url: str, annotations: int, clients: int, info_path: str, queue: Any) -> None:
+    """Child process: migrate, import, create accounts and tokens, write ``info_path``."""
+    from sqlalchemy import func, select
+
+    from labelloop.accounts import service as accounts
+    from labelloop.accounts import tokens
+    from labelloop.accounts.actor import Actor
+    from labelloop.accounts.roles import Role
+    from labelloop.projects.importer import import_file
+    from labelloop.projects.models import Item
+    from labelloop.projects.schemas import LabelSchema
+    from labelloop.projects.service import create_project
+    from labelloop.store import make_engine, make_session_factory, session_scope, upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    actor = Actor.local("bench")
+    with tempfile.TemporaryDirectory(prefix="labelloop-bench-web-") as tmp:
+        csv_path = Path(tmp) / "annotations.csv"
+        generate(csv_path, annotations)
+        with session_scope(factory) as session:
+            project = create_project(
+                session,
+                actor=actor,
+                name=PROJECT,
+                schema=LabelSchema.from_dict({"task_type": "single", "labels": LABELS}),
+            )
+            project_id = project.id
+        t0 = time.perf_counter()
+        with session_scope(factory) as session:
+            import_file(session, actor=actor, path=csv_path, project=PROJECT, format="csv")
+        import_seconds = time.perf_counter() - t0
+    with session_scope(factory) as session:
+        accounts.create_user(session, actor=actor, username=LEAD[0], password=LEAD[1])
+        accounts.grant(
+            session, actor=actor, username=LEAD[0], project_id=project_id, role=Role.LEAD
+        )
+        plain = []
+        for i in range(clients):
+            name = f"bench.annotator.{i:03d}"
+            accounts.create_user(session, actor=actor, username=name)
+            accounts.grant(
+                session, actor=actor, username=name, project_id=project_id, role=Role.ANNOTATOR
+            )
+            plain.append(
+                tokens.create_token(
+                    session, actor=actor, username=name, project_id=project_id, role=Role.ANNOTATOR
+                ).plaintext
+            )
+        lo, hi = session.execute(
+            select(func.min(Item.id), func.max(Item.id)).where(Item.project_id == project_id)
+        ).one()
+    engine.dispose()
+    info = {
+        "annotations": annotations,
+        "project_id": project_id,
+        "item_id_range": [lo, hi],
+        "tokens": plain,
+        "import_seconds": import_seconds,
+    }
+    Path(info_path).write_text(json.dumps(info), encoding="utf-8")
+    queue.put(info)
+
+
+def _snapshot(url: str, queue: Any) -> None:
+    """Child process: compute and store the dashboard snapshot; report time and peak RSS."""
+    from labelloop.accounts.actor import Actor
+    from labelloop.analytics import service as analytics
+    from labelloop.projects.service import get_project
+    from labelloop.store import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as session:
+        t0 = time.perf_counter()
+        snap = analytics.refresh_snapshot(
+            session, actor=Actor.local("bench"), project=get_project(session, PROJECT)
+        )
+        seconds = time.perf_counter() - t0
+    engine.dispose()
+    queue.put(
+        {
+            "seconds": seconds,
+            "compute_seconds": snap.compute_seconds,
+            "annotations": snap.annotation_count,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
+
+
+def _in_child(target: Any, *args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result: dict[str, Any] = queue.get()
+    proc.join()
+    if proc.exitcode != 0:
+        raise SystemExit(f"{target.__name__} failed (exit {proc.exitcode})")
+    return result
+
+
+def _pg_url(admin_url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(admin_url).set(database=database).render_as_string(hide_password=False)
+
+
+def _pg_exec(admin_url: str, sql: str) -> Any:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            result = conn.execute(text(sql))
+            return result.all() if result.returns_rows else None
+    finally:
+        admin.dispose()
+
+
+def prepare(backend: str, args: argparse.Namespace) -> tuple[str, dict[str, Any], Any]:
+    """The run's database URL (a fresh copy of the cached data), the setup info, and a
+    cleanup function."""
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    info_path = cache / f"{backend}-{args.annotations}.json"
+    if backend == "sqlite":
+        cached = cache / f"bench-web-{args.annotations}.db"
+        if args.rebuild or not (cached.exists() and info_path.exists()):
+            for p in (cached, Path(f"{cached}-wal"), Path(f"{cached}-shm")):
+                p.unlink(missing_ok=True)
+            _log(f"sqlite: building {args.annotations:,} annotations at {cached} ...")
+            info = _in_child(
+                _build, f"sqlite:///{cached}", args.annotations, args.clients, str(info_path)
+            )
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        work = cache / "bench-web-run.db"
+        for p in (work, Path(f"{work}-wal"), Path(f"{work}-shm")):
+            p.unlink(missing_ok=True)
+        shutil.copyfile(cached, work)
+
+        def cleanup() -> None:
+            for p in (work, Path(f"{work}-wal"), Path(f"{work}-shm")):
+                p.unlink(missing_ok=True)
+
+        return f"sqlite:///{work}", info, cleanup
+    template = f"bench_web_template_{args.annotations}"
+    exists = _pg_exec(args.pg_admin_url, f"select 1 from pg_database where datname = '{template}'")
+    if args.rebuild or not exists or not info_path.exists():
+        _pg_exec(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        _pg_exec(args.pg_admin_url, f'CREATE DATABASE "{template}"')
+        _log(f"postgresql: building {args.annotations:,} annotations in {template} ...")
+        url = _pg_url(args.pg_admin_url, template)
+        info = _in_child(_build, url, args.annotations, args.clients, str(info_path))
+        _vacuum(url)
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    _pg_exec(args.pg_admin_url, 'DROP DATABASE IF EXISTS "bench_web" WITH (FORCE)')
+    _pg_exec(args.pg_admin_url, f'CREATE DATABASE "bench_web" TEMPLATE "{template}"')
+
+    def drop() -> None:
+        _pg_exec(args.pg_admin_url, 'DROP DATABASE IF EXISTS "bench_web" WITH (FORCE)')
+
+    return _pg_url(args.pg_admin_url, "bench_web"), info, drop
+
+
+def _vacuum(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with eng.connect() as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    finally:
+        eng.dispose()
+
+
+# ----------------------------------------------------------------------------- server
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, LABELLOOP_SECRET_KEY=secrets.token_urlsafe(32))
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "labelloop"),
+        "serve",
+        "--database-url",
+        url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    log = log_path.open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited ({proc.returncode}); see {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit(f"server did not answer within 60 s; see {log_path}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- load
+@dataclass
+class Recorder:
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        lat = np.asarray(self.latencies) * 1000.0
+        out: dict[str, Any] = {
+            "requests": len(lat),
+            "per_second": round(len(lat) / seconds, 1),
+            "errors": sum(self.errors.values()),
+            "error_kinds": self.errors,
+        }
+        if len(lat):
+            p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+            out |= {
+                "p50_ms": round(float(p50), 1),
+                "p95_ms": round(float(p95), 1),
+                "p99_ms": round(float(p99), 1),
+                "max_ms": round(float(lat.max()), 1),
+            }
+        return out
+
+
+async def _annotator(
+    base: str,
+    token: str,
+    project_id: int,
+    items: tuple[int, int],
+    stop: float,
+    rec: Recorder,
+    seed: int,
+    think: float,
+) -> None:
+    rng = random.Random(seed)
+    if think > 0:  # start spread out, as a team does
+        await asyncio.sleep(rng.uniform(0, think))
+    url = f"{base}/api/v1/projects/{project_id}/annotations"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(headers=headers, timeout=60, limits=LIMITS) as client:
+        while time.perf_counter() < stop:
+            active = round(rng.uniform(2, 120), 3)
+            done = datetime.now(UTC)
+            body = {
+                "item_id": rng.randint(*items),
+                "value": rng.choice(LABELS),
+                "started_at": (done - timedelta(seconds=active)).isoformat(),
+                "submitted_at": done.isoformat(),
+                "active_seconds": active,
+                "external_key": secrets.token_hex(8),
+            }
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                rec.error(type(exc).__name__)
+                continue
+            elapsed = time.perf_counter() - t0
+            if r.status_code == 201:
+                rec.latencies.append(elapsed)
+            else:
+                rec.error(f"HTTP {r.status_code}")
+            if think > 0:
+                await asyncio.sleep(min(rng.expovariate(1 / think), stop - time.perf_counter()))
+
+
+async def _sign_in(client: httpx.AsyncClient) -> None:
+    """Sign the lead in (setup, not timed; retried on a dropped connection)."""
+    for attempt in range(5):
+        try:
+            page = (await client.get("/login")).text
+            csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            r = await client.post(
+                "/login",
+                data={"username": LEAD[0], "password": LEAD[1], "next": "/", "csrf_token": csrf},
+            )
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            continue
+        if r.status_code >= 400:
+            raise SystemExit(f"lead sign-in failed: {r.status_code}")
+        return
+
+
+async def _lead(
+    base: str, project_id: int, stop: float, rec: Recorder, seen: dict[str, Any]
+) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=LIMITS) as client:
+        await _sign_in(client)
+        warm = await client.get(f"/projects/{project_id}")  # not timed
+        if warm.status_code != 200:
+            raise SystemExit(f"dashboard answered {warm.status_code}")
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            try:
+                r = await client.get(f"/projects/{project_id}")
+            except httpx.HTTPError as exc:
+                rec.error(type(exc).__name__)
+                continue
+            elapsed = time.perf_counter() - t0
+            if r.status_code == 200 and 'id="scorecard"' in r.text:
+                rec.latencies.append(elapsed)
+                seen["last_freshness"] = (
+                    r.text.split('id="freshness">', 1)[1].split("<button", 1)[0].split()
+                    if 'id="freshness">' in r.text
+                    else None
+                )
+            else:
+                rec.error(f"HTTP {r.status_code}")
+
+
+async def load(
+    base: str, info: dict[str, Any], seconds: float, clients: int, think: float
+) -> dict[str, Any]:
+    subs, dash, seen = Recorder(), Recorder(), {}
+    start = time.perf_counter()
+    stop = start + seconds
+    tokens = info["tokens"][:clients]
+    if len(tokens) < clients:
+        raise SystemExit(f"the cached setup has {len(tokens)} tokens; rerun with --rebuild")
+    await asyncio.gather(
+        _lead(base, info["project_id"], stop, dash, seen),
+        *(
+            _annotator(
+                base, tok, info["project_id"], tuple(info["item_id_range"]), stop, subs, i, think
+            )
+            for i, tok in enumerate(tokens)
+        ),
+    )
+    wall = time.perf_counter() - start
+    freshness = re.sub(r"<[^>]+>", "", " ".join(seen.get("last_freshness") or []))
+    return {
+        "seconds": round(wall, 1),
+        "clients": clients,
+        "think_seconds": think,
+        "submissions": subs.summary(wall),
+        "dashboard": dash.summary(wall),
+        "dashboard_freshness_at_end": freshness,
+    }
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    url, info, cleanup = prepare(backend, args)
+    _log(f"{backend}: computing the dashboard snapshot ...")
+    snapshot = _in_child(_snapshot, url)
+    port = _free_port()
+    log_path = Path(args.cache_dir) / f"serve-{backend}.log"
+    server = start_server(url, port, log_path)
+    try:
+        _log(f"{backend}: {args.clients} clients + 1 dashboard client for {args.seconds} s ...")
+        cpu_before, own_before = _cpu_seconds(server.pid), time.process_time()
+        result = asyncio.run(
+            load(f"http://127.0.0.1:{port}", info, args.seconds, args.clients, args.think)
+        )
+        served = result["submissions"]["requests"] + result["dashboard"]["requests"]
+        server_cpu = _cpu_seconds(server.pid) - cpu_before
+        result["server_cpu_seconds"] = round(server_cpu, 1)
+        result["server_cpu_ms_per_request"] = round(1000 * server_cpu / max(served, 1), 1)
+        result["client_cpu_seconds"] = round(time.process_time() - own_before, 1)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        cleanup()
+    result["setup"] = {
+        "annotations": info["annotations"],
+        "import_seconds": round(info["import_seconds"], 1),
+        "snapshot": snapshot,
+    }
+    return result
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _show(backend: str, r: dict[str, Any]) -> None:
+    for what in ("submissions", "dashboard"):
+        s = r[what]
+        _log(
+            f"{backend:<10} {what:<11} {s['requests']:>7,} in {r['seconds']} s = "
+            f"{s['per_second']:>7,.1f}/s  p50 {s.get('p50_ms')} ms  p95 {s.get('p95_ms')} ms  "
+            f"p99 {s.get('p99_ms')} ms  max {s.get('max_ms')} ms  errors {s['errors']}"
+        )
+    _log(
+        f"{backend:<10} server CPU {r['server_cpu_seconds']} s "
+        f"({r['server_cpu_ms_per_request']} ms per request), client CPU "
+        f"{r['client_cpu_seconds']} s"
+    )
+    snap = r["setup"].get("snapshot") or {}
+    if snap:
+        _log(
+            f"{backend:<10} snapshot of {snap['annotations']:,} annotations computed in "
+            f"{snap['seconds']:.1f} s (peak RSS {snap['peak_rss_mib']:,.0f} MiB); "
+            f"page at the end: {r['dashboard_freshness_at_end']}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=["sqlite", "postgresql"],
+        help="repeat for both (default: sqlite and postgresql)",
+    )
+    parser.add_argument("--annotations", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=1.0,
+        help="mean pause in seconds between an annotator's submissions (exponential; "
+        "default 1.0); 0 submits again as soon as the answer arrives (saturation)",
+    )
+    parser.add_argument(
+        "--cache-dir", default=str(Path(tempfile.gettempdir()) / "labelloop-bench-web")
+    )
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached setup")
+    parser.add_argument(
+        "--pg-admin-url", default=PG_ADMIN, help="PostgreSQL URL used to create/drop the databases"
+    )
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    args = parser.parse_args(argv)
+    backends = args.backend or ["sqlite", "postgresql"]
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    for backend in backends:
+        results[backend] = run_backend(backend, args)
+        _show(backend, results[backend])
+    results["load_after"] = os.getloadavg()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
