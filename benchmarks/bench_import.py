@@ -6,11 +6,14 @@ text per item), then imports it with :func:`labelloop.projects.importer.import_f
 a fresh SQLite file and into a fresh PostgreSQL database (created and dropped for the
 run). Each import runs in its own child process, so the peak memory reported is that
 import's own: the child's peak resident set size (``resource.getrusage(RUSAGE_SELF)
-.ru_maxrss``), which includes the Python interpreter and imported libraries.
+.ru_maxrss``), which includes the Python interpreter and imported libraries. For a local
+PostgreSQL server the CPU time of the importing connection's server process is reported
+too (read from ``/proc``), which shows where the time goes on a busy machine.
 
     .venv/bin/python benchmarks/bench_import.py               # 1,000,000 rows
     .venv/bin/python benchmarks/bench_import.py --rows 50000  # quick run
     .venv/bin/python benchmarks/bench_import.py --record-path # fast path off, for comparison
+    .venv/bin/python benchmarks/bench_import.py --fk-triggers # PostgreSQL: FK triggers on
 """
 
 from __future__ import annotations
@@ -87,6 +90,17 @@ def generate(
     return n_items
 
 
+def _process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of a local process, or None when it cannot be read."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _child(url: str, csv_path: str, queue: Any) -> None:
     """Import into ``url`` (a migrated, empty database) and report timing and peak RSS."""
     from labelloop.accounts.actor import Actor
@@ -105,18 +119,25 @@ def _child(url: str, csv_path: str, queue: Any) -> None:
             name="bench",
             schema=LabelSchema.from_dict({"task_type": "single", "labels": LABELS}),
         )
+    server_pid: int | None = None
     t0, cpu0 = time.perf_counter(), time.process_time()
     with session_scope(factory) as session:
+        if engine.dialect.name == "postgresql":
+            server_pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        server0 = _process_cpu(server_pid)
         summary = import_file(
             session, actor=actor, path=Path(csv_path), project="bench", format="csv"
         )
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    server1 = _process_cpu(server_pid)  # after the commit, on the same server process
+    server_cpu = None if server0 is None or server1 is None else server1 - server0
     engine.dispose()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     queue.put(
         {
             "seconds": seconds,
             "cpu_seconds": cpu,
+            "server_cpu_seconds": server_cpu,
             "annotations": summary.annotations_created,
             "items": summary.items_created,
             "annotators": summary.annotators,
@@ -154,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pg-admin-url", default=PG_ADMIN, help="PostgreSQL URL used to create/drop the database"
     )
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument(
@@ -162,13 +184,22 @@ def main(argv: list[str] | None = None) -> int:
         help="switch the columnar fast path off (LABELLOOP_IMPORT_FASTPATH=0) to measure "
         "the record path",
     )
+    parser.add_argument(
+        "--fk-triggers",
+        action="store_true",
+        help="PostgreSQL: keep the per-row foreign-key triggers on "
+        "(LABELLOOP_IMPORT_FK_BYPASS=0), for comparison",
+    )
     args = parser.parse_args(argv)
     if args.record_path:
         os.environ["LABELLOOP_IMPORT_FASTPATH"] = "0"  # inherited by the import children
+    if args.fk_triggers:
+        os.environ["LABELLOOP_IMPORT_FK_BYPASS"] = "0"
 
     results: dict[str, Any] = {
         "rows": args.rows,
         "fast_path": not args.record_path,
+        "fk_triggers": args.fk_triggers,
         "cpus": os.cpu_count(),
         "load_before": os.getloadavg(),
     }
@@ -184,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
 
-        results["sqlite"] = run_import(f"sqlite:///{Path(tmp) / 'bench.db'}", csv_path)
-        _show("SQLite", results["sqlite"])
+        if not args.skip_sqlite:
+            results["sqlite"] = run_import(f"sqlite:///{Path(tmp) / 'bench.db'}", csv_path)
+            _show("SQLite", results["sqlite"])
         if not args.skip_postgres:
             from sqlalchemy import create_engine, text
             from sqlalchemy.engine import make_url
@@ -213,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _show(name: str, r: dict[str, Any]) -> None:
+    server = r.get("server_cpu_seconds")
     print(
         f"{name:<10} {r['annotations']:>9,} annotations in {r['seconds']:6.1f} s = "
-        f"{r['per_second']:>8,.0f} annotations/s (importer CPU {r['cpu_seconds']:.1f} s); "
-        f"peak RSS {r['peak_rss_mib']:,.0f} MiB",
+        f"{r['per_second']:>8,.0f} annotations/s (importer CPU {r['cpu_seconds']:.1f} s"
+        + (f", server CPU {server:.1f} s" if server is not None else "")
+        + f"); peak RSS {r['peak_rss_mib']:,.0f} MiB",
         file=sys.stderr,
     )
 

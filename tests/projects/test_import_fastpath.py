@@ -378,3 +378,195 @@ def test_item_json_matches_canon(escape: bool) -> None:
         for x, y in zip(values, other, strict=True)
     ]
     assert got == want
+
+
+# -- PostgreSQL: foreign keys checked per batch, the triggers off ----------------------------
+
+
+def pg_only(session: Session) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+
+
+@pytest.fixture
+def result_spy(monkeypatch: pytest.MonkeyPatch) -> list[_fastpath.FastResult]:
+    """The fast path's results, with how foreign keys were checked (``extra``)."""
+    seen: list[_fastpath.FastResult] = []
+    real = _fastpath.run
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        got = real(*args, **kwargs)
+        seen.append(got)
+        return got
+
+    monkeypatch.setattr(_fastpath, "run", run)
+    return seen
+
+
+def replication_role(session: Session) -> str:
+    return str(session.scalar(text("SELECT current_setting('session_replication_role')")))
+
+
+def test_fk_bypass_refused_on_sqlite(session: Session) -> None:
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    assert _fastpath.fk_bypass_refusal(session) == "not PostgreSQL"
+
+
+def test_fk_bypass_as_superuser_gives_the_record_path_rows(
+    session: Session,
+    project: Project,
+    tmp_path: Path,
+    result_spy: list[_fastpath.FastResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pg_only(session)
+    assert _fastpath.fk_bypass_refusal(session) is None  # the tests connect as a superuser
+    assert replication_role(session) == "origin"  # the probe left it as it was
+    monkeypatch.setattr(_fastpath, "CSV_BLOCK_BYTES", 4096)
+    rows = [f"i{n // 3},a{n % 7},billing,,,1.5,en,x,t{n // 3}" for n in range(400)]
+    # the second file adds annotations to an item of the first (locked, not created)
+    more = [*rows, *ROWS, "i0,zoe,refund,,,,en,x,t0"]
+    first, second = write(tmp_path / "a.csv", rows), write(tmp_path / "b.csv", more)
+    out = both(session, project, [importing(session, first), importing(session, second)])
+    assert [r.extra["foreign_keys"] for r in result_spy] == ["checked per batch"] * 2
+    assert result_spy[0].batches > 1  # several COPYs, each in the background
+    assert out[1][1]["annotations_unchanged"] == 400 and out[1][1]["annotations_created"] == 8
+    assert replication_role(session) == "origin"
+
+
+def test_fk_bypass_switched_off(
+    session: Session,
+    project: Project,
+    tmp_path: Path,
+    result_spy: list[_fastpath.FastResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pg_only(session)
+    monkeypatch.setattr(_fastpath, "FK_BYPASS", False)
+    both(session, project, [importing(session, write(tmp_path / "a.csv", ROWS))])
+    assert result_spy[0].extra["foreign_keys"] == "switched off (LABELLOOP_IMPORT_FK_BYPASS)"
+
+
+def test_without_the_privilege_the_triggers_check(
+    session: Session, project: Project, tmp_path: Path, result_spy: list[_fastpath.FastResult]
+) -> None:
+    """A role that may not set session_replication_role: the fast path still runs, with
+    PostgreSQL's own foreign-key triggers (the role is created inside the test's
+    transaction, so it disappears with it)."""
+    pg_only(session)
+    import uuid
+
+    role = f"labelloop_importer_{uuid.uuid4().hex[:8]}"
+    session.execute(text(f'CREATE ROLE "{role}" NOLOGIN NOSUPERUSER'))
+    session.execute(text(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"'))
+    session.execute(text(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+    session.execute(text(f'SET LOCAL ROLE "{role}"'))
+    refusal = _fastpath.fk_bypass_refusal(session)
+    assert refusal is not None and refusal.startswith("may not set session_replication_role")
+    out = both(session, project, [importing(session, write(tmp_path / "a.csv", ROWS))])
+    assert out[0][0] == "ok" and out[0][1]["annotations_created"] == 7
+    assert [r.extra["foreign_keys"] for r in result_spy] == [refusal]
+    assert replication_role(session) == "origin"
+
+
+def test_other_triggers_keep_the_triggers_on(session: Session) -> None:
+    """A trigger the import would silence (or a foreign key it does not check itself)
+    means no bypass."""
+    pg_only(session)
+    session.execute(
+        text(
+            "CREATE FUNCTION labelloop_test_noop() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN NEW; END $$"
+        )
+    )
+    savepoint = session.begin_nested()
+    session.execute(
+        text(
+            "CREATE TRIGGER labelloop_test_noop BEFORE INSERT ON annotations "
+            "FOR EACH ROW EXECUTE FUNCTION labelloop_test_noop()"
+        )
+    )
+    assert _fastpath.fk_bypass_refusal(session) == (
+        "items or annotations has triggers or rules besides foreign keys"
+    )
+    savepoint.rollback()
+    assert _fastpath.fk_bypass_refusal(session) is None
+    session.execute(
+        text(
+            "ALTER TABLE items ADD CONSTRAINT labelloop_test_fk "
+            "FOREIGN KEY (project_id) REFERENCES users (id) NOT VALID"
+        )
+    )
+    assert _fastpath.fk_bypass_refusal(session) == (
+        "the tables' foreign keys are not the ones this import checks"
+    )
+
+
+def test_reference_checks_refuse_unknown_rows(session: Session, project: Project) -> None:
+    import numpy as np
+
+    pg_only(session)
+    other = create_project(session, actor=ACTOR, name="other", schema=LabelSchema.from_dict(SCHEMA))
+    foreign = Item(project_id=other.id, external_id="x", payload={}, meta={}, segments={}, tags=[])
+    session.add(foreign)
+    session.flush()
+    from labelloop.accounts.service import ensure_users
+
+    uid = ensure_users(session, actor=ACTOR, usernames={"zed"}, project_id=project.id)["zed"]
+    fast = _fastpath._Fast(
+        session,
+        actor=ACTOR,
+        project=project,
+        schema=LabelSchema.from_dict(SCHEMA),
+        plan=_fastpath._Plan("item", "annotator", "label", None, None, None, None, ()),
+        source="csv",
+        progress=None,
+    )
+    assert fast.fk_off
+    raw = session.connection().connection.dbapi_connection
+    with pytest.raises(_fastpath.Fallback, match="does not resolve"):
+        fast._check_references(raw, np.array([foreign.id]), np.array([uid]), [])
+    with pytest.raises(_fastpath.Fallback, match="does not resolve"):
+        fast._check_references(raw, np.array([], dtype=np.int64), np.array([-1]), [])
+    with pytest.raises(_fastpath.Fallback, match="item of the batch is gone"):
+        fast._check_references(raw, np.array([foreign.id]), np.array([uid]), [-1])
+    with pytest.raises(_fastpath.Fallback, match="account is gone"):
+        fast._lock_users([uid, -1])
+    fast._lock_users([uid])
+    mine = Item(project_id=project.id, external_id="y", payload={}, meta={}, segments={}, tags=[])
+    session.add(mine)
+    session.flush()
+    fast._check_references(raw, np.array([mine.id, mine.id]), np.array([uid]), [mine.id])
+    fast.close()
+    with pytest.raises(_fastpath.Fallback, match="project is gone"):
+        _fastpath._Fast(
+            session,
+            actor=ACTOR,
+            project=Project(id=-1, name="gone"),
+            schema=LabelSchema.from_dict(SCHEMA),
+            plan=_fastpath._Plan("item", "annotator", "label", None, None, None, None, ()),
+            source="csv",
+            progress=None,
+        )
+
+
+def test_a_failing_copy_leaves_nothing_and_the_record_path_imports(
+    session: Session,
+    project: Project,
+    tmp_path: Path,
+    spy: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error in the background COPY reaches the importer, which rolls the fast path
+    back and uses the record path: same rows as the record path alone."""
+    pg_only(session)
+
+    def broken(*args: Any, **kwargs: Any) -> bytes:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_fastpath._Fast, "_copy_payload", broken)
+    out = both(session, project, [importing(session, write(tmp_path / "a.csv", ROWS))])
+    assert out[0][0] == "ok" and out[0][1]["annotations_created"] == 7
+    assert spy == []  # neither "fast" nor a Fallback: the fast path failed
+    assert replication_role(session) == "origin"

@@ -21,14 +21,29 @@ not ``--create``; columns item/annotator/label plus optional started_at, submitt
 active_seconds, text and segment columns; none of annotation_id, gold, payload,
 attributes, guideline_version, tags present or mapped; no payload/metadata columns, no
 ``fieldnames``.
+
+PostgreSQL checks foreign keys with one trigger query per inserted row and key, which
+costs more than the rest of the load. When :func:`fk_bypass_refusal` allows it (the role
+may set ``session_replication_role``; the two tables have exactly the foreign keys listed
+in :data:`FOREIGN_KEYS` and no other triggers or rules), this path checks those keys
+itself with a few set-based queries per batch -- locking the referenced rows
+``FOR KEY SHARE`` as the triggers would -- and runs each ``COPY`` with
+``session_replication_role = replica`` set for that statement only (transaction-local,
+restored right after). Otherwise the triggers do the checks. Each batch's annotations
+``COPY`` runs on a worker thread while the next batch is read and checked; the connection
+is used by one thread at a time (the main thread waits for the COPY before its next
+statement).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import logging
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -50,7 +65,9 @@ if TYPE_CHECKING:
     from labelloop.projects.models import Project
     from labelloop.projects.schemas import LabelSchema
 
-__all__ = ["Fallback", "FastResult", "eligible", "run"]
+__all__ = ["FOREIGN_KEYS", "Fallback", "FastResult", "eligible", "fk_bypass_refusal", "run"]
+
+_log = logging.getLogger(__name__)
 
 #: Bytes of CSV per Arrow batch (about 25,000 rows of a typical long-form file).
 CSV_BLOCK_BYTES = 4 << 20
@@ -77,6 +94,19 @@ _ISO_NAIVE = re.compile(
     r"(\.\d{1,6})?$"
 ).pattern
 _DECIMAL = r"^\d{1,15}(\.\d{1,15})?$"
+#: PostgreSQL: the foreign keys of the tables this path loads, as (table, column,
+#: referenced table, referenced column) -- exactly the ones it checks itself when it
+#: loads with the per-row triggers off. Any other foreign key keeps the triggers on.
+FOREIGN_KEYS = frozenset(
+    {
+        ("annotations", "project_id", "projects", "id"),
+        ("annotations", "item_id", "items", "id"),
+        ("annotations", "annotator_id", "users", "id"),
+        ("items", "project_id", "projects", "id"),
+    }
+)
+#: ``LABELLOOP_IMPORT_FK_BYPASS=0`` keeps PostgreSQL's per-row foreign-key triggers on.
+FK_BYPASS = os.environ.get("LABELLOOP_IMPORT_FK_BYPASS", "1") not in ("0", "false", "no")
 
 
 class Fallback(Exception):
@@ -374,6 +404,66 @@ def _copy_text(value: str) -> str:
     return value
 
 
+# -- PostgreSQL: foreign keys checked per batch ---------------------------------------------
+
+_SCHEMA_QUERY = """
+SELECT c.conrelid::regclass::text, a.attname, c.confrelid::regclass::text, f.attname,
+       cardinality(c.conkey)
+FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+JOIN pg_attribute f ON f.attrelid = c.confrelid AND f.attnum = c.confkey[1]
+WHERE c.contype = 'f' AND c.conrelid IN ('annotations'::regclass, 'items'::regclass)
+"""
+_OTHER_TRIGGERS_QUERY = """
+SELECT (SELECT count(*) FROM pg_trigger t
+        WHERE t.tgrelid IN ('annotations'::regclass, 'items'::regclass)
+          AND NOT (t.tgisinternal AND EXISTS (
+              SELECT 1 FROM pg_constraint c WHERE c.oid = t.tgconstraint AND c.contype = 'f')))
+     + (SELECT count(*) FROM pg_rewrite r
+        WHERE r.ev_class IN ('annotations'::regclass, 'items'::regclass)
+          AND r.rulename <> '_RETURN')
+"""
+
+
+def fk_bypass_refusal(session: Session) -> str | None:
+    """PostgreSQL: why this import must leave the per-row foreign-key triggers on, or
+    None when it may load with them off and check :data:`FOREIGN_KEYS` itself.
+
+    Refused when switched off (``LABELLOOP_IMPORT_FK_BYPASS=0``), when ``items`` or
+    ``annotations`` has a foreign key other than those, or any trigger or rule besides
+    the foreign keys' own (``session_replication_role = replica`` would silence them),
+    and when the role may not set ``session_replication_role`` (superusers may, and
+    roles granted ``SET`` on it): tried once under a SAVEPOINT and set back.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    if session.get_bind().dialect.name != "postgresql":
+        return "not PostgreSQL"
+    if not FK_BYPASS:
+        return "switched off (LABELLOOP_IMPORT_FK_BYPASS)"
+    conn = session.connection()
+    found = conn.exec_driver_sql(_SCHEMA_QUERY).all()
+    keys = {(str(t), str(c), str(rt), str(rc)) for t, c, rt, rc, n in found if n == 1}
+    if keys != FOREIGN_KEYS or len(found) != len(FOREIGN_KEYS):
+        return "the tables' foreign keys are not the ones this import checks"
+    if conn.exec_driver_sql(_OTHER_TRIGGERS_QUERY).scalar():
+        return "items or annotations has triggers or rules besides foreign keys"
+    role = conn.exec_driver_sql("SELECT current_setting('session_replication_role')").scalar()
+    savepoint = session.begin_nested()
+    try:
+        session.connection().exec_driver_sql(
+            "SELECT set_config('session_replication_role', 'replica', true)"
+        )
+    except DBAPIError as exc:
+        savepoint.rollback()
+        return f"may not set session_replication_role ({exc.orig.__class__.__name__})"
+    session.connection().exec_driver_sql(
+        "SELECT set_config('session_replication_role', %(role)s, true)", {"role": role}
+    )
+    savepoint.commit()
+    return None
+
+
 # -- the import ------------------------------------------------------------------------------
 
 
@@ -413,6 +503,97 @@ class _Fast:
         self.item_pre: list[bool] = []  # existed before this import
         self.annot_uid: dict[str, int] = {}  # annotator -> user id (0 = not created yet)
         self.pairs: set[int] = set()
+        # PostgreSQL: load with the per-row foreign-key triggers off, checking the keys here
+        self.fk_off = False
+        self.replication_role = "origin"
+        if self.pg:
+            refusal = fk_bypass_refusal(session)
+            if refusal is None:
+                self._lock_project()
+                self.fk_off = True
+            else:
+                _log.debug("import: foreign keys checked by triggers (%s)", refusal)
+            self.r.extra["foreign_keys"] = "checked per batch" if self.fk_off else refusal
+        # PostgreSQL: the annotations COPY runs on a worker thread (one at a time)
+        self.worker = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="labelloop-import")
+            if self.pg
+            else None
+        )
+        self.pending: Future[None] | None = None
+
+    # PostgreSQL with the per-row foreign-key triggers off -------------------------------
+
+    def _lock_project(self) -> None:
+        """Lock the project row as the foreign-key triggers would (no one can delete it
+        before this transaction ends), and note the replication role to restore."""
+        conn = self.session.connection()
+        self.replication_role = str(
+            conn.exec_driver_sql("SELECT current_setting('session_replication_role')").scalar()
+        )
+        found = conn.exec_driver_sql(
+            "SELECT id FROM projects WHERE id = %(p)s FOR KEY SHARE", {"p": self.project.id}
+        ).first()
+        if found is None:
+            raise Fallback("the project is gone")
+
+    def _lock_users(self, uids: list[int]) -> None:
+        """Lock the annotators' user rows ``FOR KEY SHARE``: they exist and stay."""
+        conn = self.session.connection()
+        got = conn.exec_driver_sql(
+            "SELECT count(*) FROM (SELECT 1 FROM users WHERE id = ANY(%(u)s) FOR KEY SHARE) AS t",
+            {"u": uids},
+        ).scalar()
+        if got != len(set(uids)):
+            raise Fallback("an annotator's account is gone")
+
+    def _check_references(
+        self, raw: Any, item_ids: NDArray[Any], uids: NDArray[Any], older: list[int]
+    ) -> None:
+        """A query or two per batch for what the triggers would check row by row: every
+        item of the batch is in the project, every annotator exists; the items from
+        before the import (``older``) are locked ``FOR KEY SHARE`` as the triggers would
+        lock them. (Annotators were locked when resolved, the project at the start;
+        items this import created are invisible to everyone else.)"""
+        import numpy as np
+
+        items, users = np.unique(item_ids).tolist(), np.unique(uids).tolist()
+        # by primary key only: a project_id condition could be planned as a scan of the
+        # project's items, which grows with every batch
+        with raw.cursor() as cur:
+            if older:
+                cur.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM items WHERE id = ANY(%(i)s)"
+                    " FOR KEY SHARE) AS t",
+                    {"i": older},
+                )
+                locked = cur.fetchone()
+                if locked is None or locked[0] != len(older):
+                    raise Fallback("an item of the batch is gone")
+            cur.execute(
+                "SELECT count(*), count(*) FILTER (WHERE project_id = %(p)s),"
+                " (SELECT count(*) FROM users WHERE id = ANY(%(u)s))"
+                " FROM items WHERE id = ANY(%(i)s)",
+                {"p": self.project.id, "i": items, "u": users},
+            )
+            got = cur.fetchone()
+        if got is None or tuple(got) != (len(items), len(items), len(users)):
+            raise Fallback("a foreign key of the batch does not resolve")
+
+    def _copy(self, raw: Any, statement: str, data: bytes) -> None:
+        """One ``COPY ... FROM STDIN`` of ``data`` on the psycopg connection ``raw``; with
+        :attr:`fk_off`, under ``session_replication_role = replica`` for this statement
+        only. (Should the COPY fail, the caller's SAVEPOINT rollback restores the role.)"""
+        with raw.cursor() as cur:
+            if self.fk_off:
+                cur.execute("SELECT set_config('session_replication_role', 'replica', true)")
+            with cur.copy(statement) as copy:
+                copy.write(data)
+            if self.fk_off:
+                cur.execute(
+                    "SELECT set_config('session_replication_role', %s, true)",
+                    (self.replication_role,),
+                )
 
     # one batch ---------------------------------------------------------------------------
 
@@ -474,17 +655,21 @@ class _Fast:
         if len(self.pairs) - before != n:
             raise Fallback("a duplicate annotation")
 
-        # write: items, users, then annotations
+        ext = self._pair_ids(item_ext, item_codes, ann_names, ann_codes)
+
+        # write: items, users, then annotations (once the previous batch's COPY is done)
+        self.drain()
         self._write_items(batch, new_items)
         self._users(set(ann_names))
         uid_by_code = np.array([self.annot_uid[a] for a in ann_names], dtype=np.int64)
         db_by_code = np.array([self.item_db[g] for g in item_g], dtype=np.int64)
         item_ids = db_by_code[item_codes]
         uids = uid_by_code[ann_codes]
-        ext = self._pair_ids(item_ext, item_codes, ann_names, ann_codes)
         mask = None
+        older: list[int] = []  # items from before the import that get new annotations
         pre_codes = [i for i, g in enumerate(item_g) if self.item_pre[g]]
         if pre_codes:
+            pre_rows = np.isin(item_codes, np.array(pre_codes))
             mask = self._existing(
                 item_ids,
                 uids,
@@ -493,10 +678,11 @@ class _Fast:
                 started,
                 submitted,
                 active,
-                np.isin(item_codes, np.array(pre_codes)),
+                pre_rows,
             )
+            older = np.unique(item_ids[pre_rows & mask]).tolist()
         self._write_annotations(
-            item_ids, uids, ext, label_codes, label_vals, started, submitted, active, mask
+            item_ids, uids, ext, label_codes, label_vals, started, submitted, active, mask, older
         )
         self.r.records += n + len(new_items)
         self.r.batches += 1
@@ -631,8 +817,7 @@ class _Fast:
             f"{i}\t{pid}\t{esc(ext)}\t{esc(payload)}\t{{}}\t{esc(segments)}\t[]\t{stamp}\n"
             for i, (ext, payload, segments) in zip(ids, rows, strict=True)
         )
-        with raw.cursor() as cur, cur.copy(f"COPY items ({names}) FROM STDIN") as copy:
-            copy.write(text.encode("utf-8"))
+        self._copy(raw, f"COPY items ({names}) FROM STDIN", text.encode("utf-8"))
 
     def _users(self, names: set[str]) -> None:
         from labelloop.accounts.service import ensure_users
@@ -645,6 +830,8 @@ class _Fast:
         )
         for name, uid in ids.items():
             self.annot_uid[name] = uid
+        if self.fk_off:
+            self._lock_users(list(ids.values()))
 
     @staticmethod
     def _pair_ids(
@@ -717,6 +904,7 @@ class _Fast:
         submitted: pa.Array | None,
         active: pa.Array | None,
         mask: NDArray[Any] | None,
+        older: list[int],
     ) -> None:
         import numpy as np
         import pyarrow as pa
@@ -765,11 +953,34 @@ class _Fast:
             )
             raw.executemany(f"INSERT INTO annotations ({names}) VALUES ({values})", rows)
             return
-        data = self._copy_payload(
-            n, item_ids, uids, ext, label_codes, json_vals, started, submitted, active
-        )
-        with raw.cursor() as cur, cur.copy(f"COPY annotations ({names}) FROM STDIN") as copy:
-            copy.write(data)
+        args = (n, item_ids, uids, ext, label_codes, json_vals, started, submitted, active)
+
+        def load() -> None:
+            data = self._copy_payload(*args)
+            if self.fk_off:
+                self._check_references(raw, item_ids, uids, older)
+            self._copy(raw, f"COPY annotations ({names}) FROM STDIN", data)
+
+        # the server's work overlaps reading and checking the next batch (the connection
+        # is not used elsewhere until :meth:`drain`)
+        assert self.pending is None and self.worker is not None
+        self.pending = self.worker.submit(load)
+
+    def drain(self) -> None:
+        """Wait for the annotations COPY in flight (PostgreSQL); raises what it raised."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for any COPY still in flight and stop the worker thread. Its error, if
+        any, is dropped: :meth:`drain` raised it already, or another error is on its way
+        and the caller rolls the SAVEPOINT back either way."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            wait([pending])
+        if self.worker is not None:
+            self.worker.shutdown(wait=True)
 
     def _copy_payload(
         self,
@@ -888,9 +1099,11 @@ def run(
             if fast.r.batches == 0 and not fast.pg:
                 rebuild = _drop_indexes(session, _estimate_rows(path, fmt, batch.num_rows))
             fast.batch(batch)
+        fast.drain()
         for sql in rebuild:
             session.connection().exec_driver_sql(sql)
     finally:
+        fast.close()
         close = getattr(batches, "close", None)
         if close is not None:
             close()
