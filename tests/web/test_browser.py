@@ -120,10 +120,10 @@ def test_lead_dashboard_charts_render(browser: Any, server: str, demo: Demo, bac
         p.login("demo.lead")
         p.page.goto(f"{server}/projects/{demo.project_id}")
         p.page.wait_for_function(
-            "window.labelloopCharts && Object.keys(window.labelloopCharts).length === 4"
+            "window.labelloopCharts && Object.keys(window.labelloopCharts).length === 5"
         )
         canvases = p.page.query_selector_all("canvas[data-chart]")
-        assert len(canvases) == 4
+        assert len(canvases) == 5
         for canvas in canvases:
             painted = canvas.evaluate(CANVAS_FILLED)
             assert painted > 500, canvas.get_attribute("data-chart")
@@ -201,5 +201,80 @@ def test_api_docs_work_offline(browser: Any, server: str, backend: str) -> None:
         assert p.page.locator(".opblock").count() >= 10
         assert outside == [] and p.errors == [], (outside, p.errors)
         p.shot("api-docs", backend)
+    finally:
+        p.close()
+
+
+def test_lead_creates_a_policy_runs_it_and_sees_import_errors(
+    browser: Any, server: str, demo: Demo, backend: str
+) -> None:
+    import uuid
+
+    p = Page(browser, server)
+    try:
+        p.login("demo.lead")
+        p.page.goto(f"{server}/projects/{demo.project_id}")
+        p.page.click("text=audit policies")
+        p.page.wait_for_selector("#new-policy")
+        name = f"browser-{uuid.uuid4().hex[:6]}"
+        form = p.page.locator("#new-policy")
+        form.locator("input[name=name]").fill(name)
+        form.locator("input[name=cadence]").fill("every monday")
+        form.locator("input[name=sample_size]").fill("five")
+        form.locator("button[type=submit]").click()
+        p.page.wait_for_selector("#err-sample_size")
+        assert "whole number" in p.page.inner_text("#err-sample_size")
+        form.locator("input[name=sample_size]").fill("5")
+        form.locator("button[type=submit]").click()
+        p.page.wait_for_selector("#err-cadence")
+        assert "cron" in p.page.inner_text("#err-cadence")
+        p.shot("lead-policy-invalid", backend)
+        form.locator("input[name=cadence]").fill("0 6 * * MON")
+        form.locator("select[name=window]").select_option("last_days")
+        form.locator("input[name=window_days]").fill("3660")
+        form.locator("input[name=strata]").fill("annotator")
+        form.locator("input[name=sample_size]").fill("5")
+        form.locator("input[name=min_per_stratum]").fill("0")
+        form.locator("input[name=reviewers]").fill("demo.auditor, demo.adjudicator")
+        form.locator("input[name=double_review_fraction]").fill("0")
+        form.locator("button[type=submit]").click()
+        row = p.page.locator("#policies tr", has_text=name)
+        row.wait_for()
+        assert "0 6 * * MON" in row.inner_text()
+        p.shot("lead-policies", backend)
+        row.locator("button:text('Run now')").click()
+        p.page.wait_for_url(re.compile(r".*/audits/runs/\d+$"))
+        assert name in p.page.locator("h1").inner_text()
+        assert "5 / " in p.page.inner_text("dl.facts")
+        p.shot("lead-run-now", backend)
+
+        p.page.goto(f"{server}/projects/{demo.project_id}/imports")
+        rows = "\n".join(f"brw-{n},lucas.martin,not-an-intent,text {n}" for n in range(55))
+        p.page.set_input_files(
+            "input[name=file]",
+            files=[
+                {
+                    "name": "broken.csv",
+                    "mimeType": "text/csv",
+                    "buffer": ("item_id,annotator,label,text\n" + rows + "\n").encode(),
+                }
+            ],
+        )
+        p.page.click("#upload button[type=submit]")
+        p.page.wait_for_selector("#problems")
+        assert p.page.locator("#problems tbody tr").count() == 50
+        assert "5 more (55 problems in all)" in p.page.inner_text("#more-problems")
+        p.shot("lead-import-errors", backend)
+
+        p.page.goto(f"{server}/projects/{demo.project_id}/exports")
+        p.page.select_option("#export select[name=format]", "jsonl")
+        with p.page.expect_download() as info:
+            p.page.click("#export button[type=submit]")
+        download = info.value
+        assert re.fullmatch(r"support-intents-\d{8}-\d{6}\.jsonl", download.suggested_filename)
+        assert Path(download.path()).read_text(encoding="utf-8").count("\n") >= 300
+        p.shot("lead-exports", backend)
+        # the console reports the 422 document itself; nothing else
+        assert all(re.search(r"status of 422", e) for e in p.errors), p.errors
     finally:
         p.close()

@@ -28,7 +28,7 @@ def test_lead_overview_has_every_chart_with_data_and_a_table(clients: Clients, d
     r = lead.get(f"/projects/{demo.project_id}")
     assert r.status_code == 200
     html = r.text
-    for chart in ("volume", "agreement", "audit-trend", "categories"):
+    for chart in ("volume", "agreement", "turnaround", "audit-trend", "categories"):
         block = re.search(
             rf'<script type="application/json" id="chart-data-{chart}">(.*?)</script>', html, re.S
         )
@@ -46,10 +46,33 @@ def test_lead_overview_has_every_chart_with_data_and_a_table(clients: Clients, d
         re.search(r'id="chart-data-audit-trend">(.*?)</script>', html, re.S).group(1)  # type: ignore[union-attr]
     )
     assert len(trend["labels"]) >= 2
-    assert html.count('<table class="data"') >= 5  # a table beside each chart + scorecard
+    assert html.count('<table class="data"') >= 6  # a table beside each chart + scorecard
     scorecard = html[html.index('id="scorecard"') :]
     assert "lucas.martin" in scorecard
     assert scorecard.count("<tr>") >= 12  # header + the simulated team
+
+
+def test_dashboard_shows_its_age_and_refreshes(clients: Clients, demo: Demo) -> None:
+    lead, csrf = clients["lead"]
+    assert csrf
+    html = lead.get(f"/projects/{demo.project_id}").text
+    assert 'id="freshness"' in html and "UTC" in html
+    assert f'action="/projects/{demo.project_id}/dashboard/refresh"' in html
+    r = lead.post(
+        f"/projects/{demo.project_id}/dashboard/refresh",
+        data={"csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/projects/{demo.project_id}"
+    assert "Up to date." in lead.get(r.headers["location"]).text
+    # CSRF is required; annotators may not refresh
+    r = lead.post(f"/projects/{demo.project_id}/dashboard/refresh", data={})
+    assert r.status_code == 403
+    annotator, a_csrf = clients["annotator"]
+    r = annotator.post(
+        f"/projects/{demo.project_id}/dashboard/refresh", data={"csrf_token": a_csrf or ""}
+    )
+    assert r.status_code == 403
 
 
 def test_run_pages_and_report(clients: Clients, demo: Demo) -> None:

@@ -854,3 +854,64 @@ def trend(session: Session, policy: AuditPolicy) -> list[dict[str, Any]]:
         rows.append(row)
         prev = row
     return rows
+
+
+# ------------------------------------------------------------------ policy pages and API
+def set_policy_active(
+    session: Session, *, actor: Actor, policy: AuditPolicy, active: bool
+) -> AuditPolicy:
+    """Switch a policy's schedule on or off (an inactive policy is never due; it can
+    still be run by hand)."""
+    require(session, actor, Permission.AUDIT_MANAGE, project_id=policy.project_id)
+    if policy.active == active:
+        return policy
+    before = policy.active
+    policy.active, policy.updated_at = active, utcnow()
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_policy.activate" if active else "audit_policy.deactivate",
+        entity_type="audit_policy",
+        entity_id=policy.id,
+        project_id=policy.project_id,
+        before={"active": before},
+        after={"active": active},
+    )
+    return policy
+
+
+def last_run(session: Session, policy: AuditPolicy) -> AuditRun | None:
+    """The policy's run with the latest window, if any."""
+    return session.scalar(
+        select(AuditRun)
+        .where(AuditRun.policy_id == policy.id)
+        .order_by(AuditRun.window_start.desc(), AuditRun.id.desc())
+        .limit(1)
+    )
+
+
+def next_due(session: Session, policy: AuditPolicy) -> datetime | None:
+    """When the scheduler next opens a run of the policy: the first cron fire after the
+    last run's window end (or the policy's creation). A time in the past means a window
+    is due now. ``None`` for manual or inactive policies."""
+    if policy.cadence == "manual" or not policy.active:
+        return None
+    last_end = session.scalar(
+        select(func.max(AuditRun.window_end)).where(AuditRun.policy_id == policy.id)
+    )
+    fire: datetime = croniter(policy.cadence, last_end or policy.created_at).get_next(datetime)
+    return fire
+
+
+def run_now(
+    session: Session, *, actor: Actor, policy: AuditPolicy, now: datetime | None = None
+) -> OpenResult:
+    """Open a run by hand for the window ending ``now`` (see :func:`manual_window`), as
+    ``labelloop audit run --now`` does."""
+    require(session, actor, Permission.AUDIT_MANAGE, project_id=policy.project_id)
+    moment = now or utcnow()
+    start, end = manual_window(session, policy, moment)
+    return open_run(
+        session, actor=actor, policy=policy, window_start=start, window_end=end, trigger="manual"
+    )

@@ -15,6 +15,8 @@ from labelloop.errors import ConfigurationError, LabelLoopError
 from labelloop.projects import service
 from labelloop.projects.models import Project
 from labelloop.projects.schemas import LabelSchema
+from labelloop.workbench import service as workbench
+from labelloop.workbench.schemas import SettingsIn
 
 app = typer.Typer(help="Projects and their label schemas.", no_args_is_help=True)
 
@@ -183,3 +185,42 @@ def schema_cmd(
             console.print(f"schema of [bold]{p.name}[/] unchanged (version {old_version})")
         else:
             console.print(f"schema of [bold]{p.name}[/] updated to version {p.schema_version}")
+
+
+@app.command("settings")
+def settings_cmd(
+    project: Annotated[str, typer.Argument(help="Project name or id.")],
+    overlap: Annotated[
+        int | None,
+        typer.Option("--overlap", min=1, max=100, help="Annotators per item in the workbench."),
+    ] = None,
+    gold_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--gold-rate", min=0.0, max=1.0, help="Share of served items that are hidden gold."
+        ),
+    ] = None,
+    lease_minutes: Annotated[
+        int | None,
+        typer.Option(
+            "--lease-minutes", min=1, max=1440, help="How long an annotator holds an item."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show the workbench queue settings; with options, change them."""
+    with open_session(database_url) as session:
+        p = service.get_project(session, project)
+        if overlap is None and gold_rate is None and lease_minutes is None:
+            out = workbench.get_settings(session, p)
+        else:
+            change = SettingsIn(overlap=overlap, gold_rate=gold_rate, lease_minutes=lease_minutes)
+            out = workbench.update_settings(session, actor=Actor.local(), project=p, change=change)
+        if as_json:
+            typer.echo(json.dumps(out.model_dump(), indent=2))
+            return
+        console.print(
+            f"[bold]{p.name}[/]: overlap {out.overlap}, gold rate {out.gold_rate:g}, "
+            f"lease {out.lease_minutes} min"
+        )

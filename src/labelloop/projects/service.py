@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,14 @@ from labelloop.accounts.models import Membership, User
 from labelloop.accounts.policy import require
 from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, NotFound, ValidationFailed
-from labelloop.projects.models import Annotation, GoldLabel, Item, Prediction, Project
+from labelloop.projects.models import (
+    Annotation,
+    GoldLabel,
+    ImportBatch,
+    Item,
+    Prediction,
+    Project,
+)
 from labelloop.projects.schemas import LabelSchema, ProjectSummary, check_project_name
 from labelloop.projects.validation import (
     Violation,
@@ -579,13 +587,153 @@ def add_prediction(
     return pred
 
 
+@dataclass(frozen=True)
+class NewItem:
+    """One item to add through :func:`add_items`."""
+
+    external_id: str
+    payload: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    segments: Mapping[str, Any] = field(default_factory=dict)
+    tags: Sequence[str] = ()
+
+
+#: Items per :func:`add_items` call.
+MAX_NEW_ITEMS = 1000
+
+
+def _item_fields(new: NewItem) -> dict[str, Any]:
+    return {
+        "payload": dict(new.payload),
+        "meta": dict(new.metadata),
+        "segments": dict(new.segments),
+        "tags": sorted(set(new.tags)),
+    }
+
+
+def add_items(
+    session: Session, *, actor: Actor, project: Project, items: Sequence[NewItem]
+) -> list[tuple[Item, bool]]:
+    """Find or add items by external id; all or nothing. Returns each item with whether
+    it was created. An existing item with the same payload, metadata, segments and tags
+    is returned unchanged (so a retried request writes nothing); one whose content
+    differs is a :class:`Conflict` (items are not edited here). Every problem is
+    reported with its field path (``items.3.external_id``)."""
+    require(session, actor, Permission.DATA_IMPORT, project_id=project.id)
+    problems: list[Violation] = []
+    if not items:
+        problems.append(Violation("items", "required", "give at least one item"))
+    if len(items) > MAX_NEW_ITEMS:
+        problems.append(
+            Violation("items", "too_many", f"at most {MAX_NEW_ITEMS} items per request")
+        )
+    seen: dict[str, int] = {}
+    for n, new in enumerate(items):
+        ext = new.external_id
+        if not ext or not ext.strip():
+            problems.append(Violation(f"items.{n}.external_id", "required", "must not be empty"))
+        elif len(ext) > 500:
+            problems.append(
+                Violation(f"items.{n}.external_id", "too_long", "at most 500 characters")
+            )
+        elif ext in seen:
+            problems.append(
+                Violation(
+                    f"items.{n}.external_id",
+                    "duplicate",
+                    f"{ext!r} repeats item {seen[ext]} of this request",
+                )
+            )
+        else:
+            seen[ext] = n
+        for key, value in new.segments.items():
+            if value is not None and not isinstance(value, str | int | float | bool):
+                problems.append(
+                    Violation(f"items.{n}.segments.{key}", "type", "a segment is a plain value")
+                )
+        for t, tag in enumerate(new.tags):
+            if not isinstance(tag, str) or not tag.strip():
+                problems.append(
+                    Violation(f"items.{n}.tags.{t}", "type", "a tag is a non-empty string")
+                )
+    if problems:
+        raise _fail(f"items for project {project.name!r} are not valid", problems)
+    existing: dict[str, Item] = {}
+    keys = list(seen)
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for item in session.scalars(
+            select(Item).where(Item.project_id == project.id, Item.external_id.in_(chunk))
+        ):
+            existing[item.external_id] = item
+    out: list[tuple[Item, bool]] = []
+    for n, new in enumerate(items):
+        found = existing.get(new.external_id)
+        if found is None:
+            continue
+        wanted = _item_fields(new)
+        have = {
+            "payload": found.payload,
+            "meta": found.meta or {},
+            "segments": found.segments or {},
+            "tags": sorted(found.tags or []),
+        }
+        if have != wanted:
+            changed = ", ".join(
+                k if k != "meta" else "metadata" for k in wanted if have[k] != wanted[k]
+            )
+            raise Conflict(
+                f"item {new.external_id!r} (items.{n}) already exists in project "
+                f"{project.name!r} with a different {changed}"
+            )
+    created: list[Item] = []
+    for new in items:
+        found = existing.get(new.external_id)
+        if found is not None:
+            out.append((found, False))
+            continue
+        item = Item(project_id=project.id, external_id=new.external_id, **_item_fields(new))
+        session.add(item)
+        created.append(item)
+        out.append((item, True))
+    session.flush()
+    for item in created:
+        trail.service.append(
+            session,
+            actor=actor.name,
+            action="item.create",
+            entity_type="item",
+            entity_id=item.id,
+            project_id=project.id,
+            after={"external_id": item.external_id, "segments": item.segments, "tags": item.tags},
+        )
+    return out
+
+
+def import_batches(
+    session: Session, *, actor: Actor, project: Project, limit: int = 100
+) -> Sequence[ImportBatch]:
+    """The project's imported files, newest first (whoever may import may see them)."""
+    require(session, actor, Permission.DATA_IMPORT, project_id=project.id)
+    return session.scalars(
+        select(ImportBatch)
+        .where(ImportBatch.project_id == project.id)
+        .order_by(ImportBatch.created_at.desc(), ImportBatch.id.desc())
+        .limit(limit)
+    ).all()
+
+
 __all__ = [
+    "MAX_NEW_ITEMS",
+    "NewItem",
     "add_item",
+    "add_items",
     "add_prediction",
     "check_existing",
     "create_project",
     "get_item",
     "get_project",
+    "import_batches",
     "list_projects",
     "project_summary",
     "schema_of",

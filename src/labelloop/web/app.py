@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +24,8 @@ from labelloop.web.templating import make_templates
 STATIC = Path(__file__).with_name("static")
 SESSION_COOKIE = "labelloop_session"
 SESSION_MAX_AGE = 12 * 3600
+#: Threads for sync routes (anyio's default is 40); see the lifespan below.
+WORKER_THREADS = 256
 
 #: Pages may load scripts, styles and images from this origin only.
 PAGE_CSP = (
@@ -47,6 +50,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes and dependencies run on worker threads. On SQLite a request takes
+        # the write lock at its first query (BEGIN IMMEDIATE, in the auth dependency)
+        # and needs another thread for its route: with threads fewer than requests in
+        # flight, the threads could all be waiting for that lock while its holder waits
+        # for a thread. Leave threads to spare.
+        to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         engine = make_engine(settings)
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)

@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from labelloop.audits.schemas import PolicySpec
+
 T = TypeVar("T")
 
 
@@ -141,6 +143,10 @@ class PolicyOut(BaseModel):
     cadence: str
     active: bool
     spec: dict[str, Any]
+    last_run_id: int | None = None
+    next_due: datetime | None = Field(
+        None, description="Next scheduled run (past: due now); null for manual or inactive."
+    )
 
 
 class RunOut(BaseModel):
@@ -157,3 +163,50 @@ class RunOut(BaseModel):
     closed_at: datetime | None
     progress: dict[str, int]
     error_rate: dict[str, Any] | None = None
+    notes: list[str] = Field(default_factory=list, description="Notes from opening the run.")
+
+
+class ItemIn(_In):
+    """One item; ``external_id`` is its id in your system (unique per project)."""
+
+    external_id: str = Field(..., max_length=500)
+    payload: dict[str, Any] = Field(..., description="What is labeled, e.g. {'text': ...}.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    segments: dict[str, Any] = Field(
+        default_factory=dict, description="Strata for sampling, e.g. {'language': 'de'}."
+    )
+    tags: list[str] = Field(default_factory=list)
+
+
+class ItemsIn(_In):
+    """A batch of items (at most 1000), added all or nothing."""
+
+    items: list[ItemIn]
+
+
+class ItemsCreated(BaseModel):
+    items: list[ItemOut]
+    created: int = Field(..., description="Items added by this request.")
+    existing: int = Field(..., description="Items that already existed with the same content.")
+
+
+class PolicyIn(_In):
+    """A new audit policy: a name and its settings (see docs/audits.md)."""
+
+    name: str = Field(..., max_length=200)
+    active: bool = True
+    spec: PolicySpec = Field(default_factory=lambda: PolicySpec())
+
+
+class PolicyPatch(_In):
+    """Changes to a policy: ``spec`` holds only the settings to change (merged into the
+    current settings and validated as a whole); ``active`` switches its schedule."""
+
+    active: bool | None = None
+    spec: dict[str, Any] | None = None
+
+
+class CloseIn(_In):
+    allow_unreviewed: bool = Field(
+        False, description="Close with open assignments (their units are reported unreviewed)."
+    )

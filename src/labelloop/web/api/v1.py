@@ -1,34 +1,43 @@
-"""``/api/v1``: projects, items, annotations, gold labels, predictions, audits.
+"""``/api/v1``: projects, items, annotations, gold labels, predictions, audits, exports.
 
 Every route resolves the caller (``CurrentActor``: a bearer token or the session
-cookie) and hands it to a service, which checks the permission. POSTs accept
-``Idempotency-Key`` (see :mod:`labelloop.web.idempotency`).
+cookie) and hands it to a service, which checks the permission. Writes (POST, PATCH)
+accept ``Idempotency-Key`` (see :mod:`labelloop.web.idempotency`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
 
 from labelloop.accounts.roles import Permission
 from labelloop.audits import service as audits
-from labelloop.audits.models import AuditRun
-from labelloop.errors import Conflict
+from labelloop.audits.models import AuditPolicy, AuditRun
+from labelloop.audits.schemas import PolicySpec
+from labelloop.errors import Conflict, ValidationFailed
 from labelloop.projects import service as projects
 from labelloop.projects.models import Annotation, GoldLabel, Item, Prediction, Project
+from labelloop.projects.validation import Violation
 from labelloop.web import queries
 from labelloop.web.api.schemas import (
     AnnotationIn,
     AnnotationOut,
+    CloseIn,
     ErrorResponse,
     GoldIn,
     GoldOut,
+    ItemIn,
     ItemOut,
+    ItemsCreated,
+    ItemsIn,
     Me,
     Page,
+    PolicyIn,
     PolicyOut,
+    PolicyPatch,
     PredictionIn,
     PredictionOut,
     ProjectOut,
@@ -36,6 +45,7 @@ from labelloop.web.api.schemas import (
 )
 from labelloop.web.deps import CurrentActor, SessionDep
 from labelloop.web.idempotency import IdempotencyDep
+from labelloop.web.pages.transfers import export_response
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No or an invalid credential"},
@@ -281,7 +291,21 @@ def add_prediction(
 
 
 # ------------------------------------------------------------------------------ audits
-def _run_out(session: Any, run: AuditRun) -> RunOut:
+def _policy_out(session: Any, x: AuditPolicy) -> PolicyOut:
+    last = audits.last_run(session, x)
+    return PolicyOut(
+        id=x.id,
+        project_id=x.project_id,
+        name=x.name,
+        cadence=x.cadence,
+        active=x.active,
+        spec=x.spec,
+        last_run_id=last.id if last else None,
+        next_due=audits.next_due(session, x),
+    )
+
+
+def _run_out(session: Any, run: AuditRun, notes: list[str] | None = None) -> RunOut:
     return RunOut(
         id=run.id,
         policy_id=run.policy_id,
@@ -296,23 +320,14 @@ def _run_out(session: Any, run: AuditRun) -> RunOut:
         closed_at=run.closed_at,
         progress=audits.progress(session, run),
         error_rate=(run.report or {}).get("error_rate", {}).get("overall"),
+        notes=notes or [],
     )
 
 
 @router.get("/projects/{project_id}/audit-policies", tags=["audits"])
 def list_policies(project_id: int, session: SessionDep, actor: CurrentActor) -> list[PolicyOut]:
     p = projects.get_project(session, project_id)
-    return [
-        PolicyOut(
-            id=x.id,
-            project_id=x.project_id,
-            name=x.name,
-            cadence=x.cadence,
-            active=x.active,
-            spec=x.spec,
-        )
-        for x in queries.policies_of(session, actor=actor, project=p)
-    ]
+    return [_policy_out(session, x) for x in queries.policies_of(session, actor=actor, project=p)]
 
 
 @router.get("/projects/{project_id}/audit-policies/{policy}", tags=["audits"])
@@ -320,15 +335,7 @@ def get_policy(project_id: int, policy: str, session: SessionDep, actor: Current
     """One audit policy, by id or name."""
     p = projects.get_project(session, project_id)
     queries.policies_of(session, actor=actor, project=p)  # checks audit.review
-    x = audits.get_policy(session, p, policy)
-    return PolicyOut(
-        id=x.id,
-        project_id=x.project_id,
-        name=x.name,
-        cadence=x.cadence,
-        active=x.active,
-        spec=x.spec,
-    )
+    return _policy_out(session, audits.get_policy(session, p, policy))
 
 
 @router.get("/projects/{project_id}/audit-policies/{policy}/trend", tags=["audits"])
@@ -364,3 +371,211 @@ def get_report(run_id: int, session: SessionDep, actor: CurrentActor) -> dict[st
     if not run.report:
         raise Conflict(f"audit run {run.id} has no report yet (it is {run.status})")
     return run.report
+
+
+# -------------------------------------------------------------------------- item writes
+def _spec_violations(
+    exc: ValidationError, prefix: str | None, message: str = "invalid audit policy"
+) -> ValidationFailed:
+    """A pydantic error as violations with their field paths (under ``prefix``)."""
+    problems = [
+        Violation(
+            ".".join([*([prefix] if prefix else []), *(str(p) for p in e["loc"])]),
+            str(e["type"]),
+            str(e["msg"]),
+        )
+        for e in exc.errors()
+    ]
+    return ValidationFailed(f"{message}: " + "; ".join(str(v) for v in problems[:10]), problems)
+
+
+_ITEM_SCHEMA = ItemIn.model_json_schema()
+ITEMS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        _ITEM_SCHEMA,
+                        {
+                            "title": "ItemsIn",
+                            "type": "object",
+                            "properties": {
+                                "items": {"type": "array", "items": _ITEM_SCHEMA, "maxItems": 1000}
+                            },
+                            "required": ["items"],
+                            "additionalProperties": False,
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/projects/{project_id}/items",
+    tags=["items"],
+    status_code=201,
+    responses=WRITE_ERRORS,
+    openapi_extra=ITEMS_BODY,
+)
+def create_items(
+    project_id: int,
+    body: Annotated[dict[str, Any], Body()],
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
+) -> ItemsCreated:
+    """Add one item (an item object) or a batch (``{"items": [...]}``, at most 1000), all
+    or nothing. Idempotent on ``external_id``: an item that already exists with the same
+    content is returned (counted in ``existing``) and nothing is written; one whose
+    content differs is a 409. Answers 201 when anything was added, else 200."""
+    p = projects.get_project(session, project_id)
+    try:  # validated here, so error paths read ``items.0.payload``, not the union's name
+        batch = ItemsIn.model_validate(body) if "items" in body else None
+        given = batch.items if batch is not None else [ItemIn.model_validate(body)]
+    except ValidationError as exc:
+        raise _spec_violations(exc, None, "the items are not valid") from None
+    rows = projects.add_items(
+        session,
+        actor=actor,
+        project=p,
+        items=[
+            projects.NewItem(
+                external_id=i.external_id,
+                payload=i.payload,
+                metadata=i.metadata,
+                segments=i.segments,
+                tags=i.tags,
+            )
+            for i in given
+        ],
+    )
+    created = sum(1 for _, new in rows if new)
+    out = ItemsCreated(
+        items=[_item_out(i) for i, _ in rows], created=created, existing=len(rows) - created
+    )
+    return _created(idem, out, 201 if created else 200)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------ policy writes
+
+
+@router.post(
+    "/projects/{project_id}/audit-policies",
+    tags=["audits"],
+    status_code=201,
+    responses=WRITE_ERRORS,
+)
+def create_policy(
+    project_id: int, body: PolicyIn, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
+) -> PolicyOut:
+    """Create an audit policy (409 when the name is taken)."""
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
+    )
+    if not body.name.strip():
+        raise ValidationFailed(
+            "policy name must not be empty", [Violation("name", "required", "give a name")]
+        )
+    policy = audits.create_policy(session, actor=actor, project=p, name=body.name, spec=body.spec)
+    if not body.active:
+        audits.set_policy_active(session, actor=actor, policy=policy, active=False)
+    return _created(idem, _policy_out(session, policy))  # type: ignore[return-value]
+
+
+@router.patch(
+    "/projects/{project_id}/audit-policies/{policy}", tags=["audits"], responses=WRITE_ERRORS
+)
+def update_policy(
+    project_id: int,
+    policy: str,
+    body: PolicyPatch,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
+) -> PolicyOut:
+    """Change a policy's settings (only the keys given in ``spec``; the result is
+    validated as a whole, errors name ``spec.<field>``) and/or switch it on or off.
+    Past runs keep the settings they were opened with."""
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
+    )
+    x = audits.get_policy(session, p, policy)
+    if body.spec is not None:
+        try:
+            spec = PolicySpec.model_validate({**x.spec, **body.spec})
+        except ValidationError as exc:
+            raise _spec_violations(exc, "spec") from None
+        if spec.as_json() != x.spec:
+            audits.update_policy(session, actor=actor, policy=x, spec=spec)
+    if body.active is not None:
+        audits.set_policy_active(session, actor=actor, policy=x, active=body.active)
+    return _created(idem, _policy_out(session, x), 200)  # type: ignore[return-value]
+
+
+@router.post(
+    "/projects/{project_id}/audit-policies/{policy}/runs",
+    tags=["audits"],
+    status_code=201,
+    responses=WRITE_ERRORS,
+)
+def run_policy_now(
+    project_id: int, policy: str, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
+) -> RunOut:
+    """Open a run now, for the window since the previous run (or the policy's last
+    ``window_days``) up to now: the sample is drawn, frozen and assigned. 422 when
+    nothing in the window passes the policy."""
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
+    )
+    res = audits.run_now(session, actor=actor, policy=audits.get_policy(session, p, policy))
+    out = _run_out(session, res.run, res.notes)
+    return _created(idem, out, 201 if res.created else 200)  # type: ignore[return-value]
+
+
+@router.post("/audit-runs/{run_id}/close", tags=["audits"], responses=WRITE_ERRORS)
+def close_run(
+    run_id: int,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
+    body: CloseIn | None = None,
+) -> RunOut:
+    """Close an open run and compute its report (409 while reviews are outstanding,
+    unless ``allow_unreviewed``)."""
+    run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_MANAGE)
+    audits.close_run(
+        session,
+        actor=actor,
+        run=run,
+        allow_unreviewed=body.allow_unreviewed if body is not None else False,
+    )
+    return _created(idem, _run_out(session, run), 200)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------ exports
+@router.get(
+    "/projects/{project_id}/export",
+    tags=["exports"],
+    response_class=FileResponse,
+    responses={200: {"description": "The export file, as an attachment."}},
+)
+def export(
+    project_id: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    format: Annotated[
+        Literal["csv", "jsonl", "parquet", "label-studio"],
+        Query(description="csv, jsonl, parquet (long form) or label-studio (JSON)."),
+    ] = "csv",
+) -> FileResponse:
+    """Download the project's annotations, gold labels and (Label Studio) predictions
+    (``data.export``: leads and model accounts). Recorded as an ``export.file`` event."""
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.DATA_EXPORT
+    )
+    return export_response(session, actor=actor, project=p, format=format)

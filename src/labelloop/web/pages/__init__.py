@@ -2,12 +2,15 @@
 
 from fastapi import APIRouter
 
-from labelloop.web.pages import admin, audits, auth, projects
+from labelloop.web.pages import admin, audits, auth, policies, projects, transfers, workbench
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
 router.include_router(projects.router)
 router.include_router(audits.router)
+router.include_router(policies.router)
+router.include_router(transfers.router)
+router.include_router(workbench.router)
 router.include_router(admin.router)
 
 __all__ = ["router"]

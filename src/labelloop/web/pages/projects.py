@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from labelloop.accounts.roles import Permission
+from labelloop.analytics import service as analytics
+from labelloop.analytics.models import DashboardSnapshot
+from labelloop.analytics.schemas import Overview
 from labelloop.projects import service as projects
-from labelloop.web import dashboard, queries
+from labelloop.projects.models import Project
+from labelloop.web import queries
 from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
 from labelloop.web.templating import render
 
@@ -37,13 +45,53 @@ def project_overview(
     request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
     project = projects.get_project(session, project_id)
-    overview = dashboard.project_overview(session, actor=actor, project=project)
+    snap, freshness = analytics.current_snapshot(session, actor=actor, project=project)
+    totals, dashboard = _dashboard(request, project, snap)
     return render(
         request,
         "overview.html",
         {
             "project": project,
-            "ov": overview,
+            "totals": totals,
+            "dashboard": dashboard,
+            "freshness": freshness,
             "can_review": queries.may(session, actor, Permission.AUDIT_REVIEW, project.id),
         },
     )
+
+
+DASHBOARD_CACHE_SIZE = 32
+
+
+def _dashboard(
+    request: Request, project: Project, snap: DashboardSnapshot
+) -> tuple[dict[str, int], Markup]:
+    """The totals and the rendered charts and scorecard of a snapshot. Snapshots never
+    change once stored, so the HTML is rendered once per snapshot and kept (per app, the
+    newest :data:`DASHBOARD_CACHE_SIZE`): a page view then costs two index lookups."""
+    cache: dict[tuple[int, datetime], tuple[dict[str, int], Markup]] | None = getattr(
+        request.app.state, "dashboards", None
+    )
+    if cache is None:
+        cache = request.app.state.dashboards = {}
+    key = (snap.id, snap.computed_at)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    overview = Overview.from_payload(project, snap.payload)
+    templates: Jinja2Templates = request.app.state.templates
+    html = Markup(templates.get_template("_dashboard.html").render(ov=overview))
+    while len(cache) >= DASHBOARD_CACHE_SIZE:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = (overview.totals, html)
+    return overview.totals, html
+
+
+@router.post("/projects/{project_id}/dashboard/refresh")
+def refresh_dashboard(
+    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+) -> Response:
+    """Recompute the project's dashboard now (leads), then show it."""
+    project = projects.get_project(session, project_id)
+    analytics.refresh_snapshot(session, actor=actor, project=project)
+    return RedirectResponse(f"/projects/{project.id}", status_code=303)

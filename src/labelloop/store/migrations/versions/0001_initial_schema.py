@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 20:51:36.313700
+Create Date: 2026-11-27 23:09:54.106760
 """
 
 from collections.abc import Sequence
@@ -148,6 +148,33 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "dashboard_snapshots",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("computed_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("compute_seconds", sa.Double(), nullable=False),
+        sa.Column("trail_seq", sa.Integer(), nullable=False),
+        sa.Column("max_annotation_id", sa.Integer(), nullable=False),
+        sa.Column("annotation_count", sa.Integer(), nullable=False),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_dashboard_snapshots_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dashboard_snapshots")),
+    )
+    with op.batch_alter_table("dashboard_snapshots", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_dashboard_snapshots_project_id_id", ["project_id", "id"], unique=False
+        )
+
+    op.create_table(
         "import_batches",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
@@ -240,6 +267,57 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_memberships_project_id"), ["project_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_memberships_user_id"), ["user_id"], unique=False)
 
+    op.create_table(
+        "work_progress",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("annotator_id", sa.Integer(), nullable=False),
+        sa.Column("served", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["annotator_id"],
+            ["users.id"],
+            name=op.f("fk_work_progress_annotator_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_work_progress_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", "annotator_id", name=op.f("pk_work_progress")),
+    )
+    op.create_table(
+        "work_settings",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("overlap", sa.Integer(), nullable=False),
+        sa.Column("gold_rate", sa.Double(), nullable=False),
+        sa.Column("lease_minutes", sa.Integer(), nullable=False),
+        sa.Column("updated_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_work_settings_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", name=op.f("pk_work_settings")),
+    )
+    op.create_table(
+        "work_sync",
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("overlap", sa.Integer(), nullable=False),
+        sa.Column("item_mark", sa.Integer(), nullable=False),
+        sa.Column("annotation_mark", sa.Integer(), nullable=False),
+        sa.Column("item_count", sa.Integer(), nullable=False),
+        sa.Column("synced_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("checked_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_work_sync_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("project_id", name=op.f("pk_work_sync")),
+    )
     op.create_table(
         "annotations",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -420,6 +498,100 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_predictions_project_id"), ["project_id"], unique=False)
 
     op.create_table(
+        "work_leases",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("annotator_id", sa.Integer(), nullable=False),
+        sa.Column("is_gold", sa.Boolean(), nullable=False),
+        sa.Column("leased_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["annotator_id"],
+            ["users.id"],
+            name=op.f("fk_work_leases_annotator_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_work_leases_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_work_leases_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_work_leases")),
+        sa.UniqueConstraint(
+            "item_id", "annotator_id", name=op.f("uq_work_leases_item_id_annotator_id")
+        ),
+    )
+    with op.batch_alter_table("work_leases", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_work_leases_project_annotator", ["project_id", "annotator_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_work_leases_project_expires", ["project_id", "expires_at"], unique=False
+        )
+
+    op.create_table(
+        "work_open_items",
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("load", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["item_id"],
+            ["items.id"],
+            name=op.f("fk_work_open_items_item_id_items"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_work_open_items_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("item_id", name=op.f("pk_work_open_items")),
+    )
+    with op.batch_alter_table("work_open_items", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_work_open_items_project_load", ["project_id", "load", "item_id"], unique=False
+        )
+
+    op.create_table(
+        "work_skips",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("annotator_id", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_at", labelloop.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["annotator_id"],
+            ["users.id"],
+            name=op.f("fk_work_skips_annotator_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["items.id"], name=op.f("fk_work_skips_item_id_items"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_work_skips_project_id_projects"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_work_skips")),
+        sa.UniqueConstraint(
+            "item_id", "annotator_id", name=op.f("uq_work_skips_item_id_annotator_id")
+        ),
+    )
+    with op.batch_alter_table("work_skips", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_work_skips_project_annotator", ["project_id", "annotator_id"], unique=False
+        )
+
+    op.create_table(
         "audit_units",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
@@ -560,6 +732,19 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_units_run_id"))
 
     op.drop_table("audit_units")
+    with op.batch_alter_table("work_skips", schema=None) as batch_op:
+        batch_op.drop_index("ix_work_skips_project_annotator")
+
+    op.drop_table("work_skips")
+    with op.batch_alter_table("work_open_items", schema=None) as batch_op:
+        batch_op.drop_index("ix_work_open_items_project_load")
+
+    op.drop_table("work_open_items")
+    with op.batch_alter_table("work_leases", schema=None) as batch_op:
+        batch_op.drop_index("ix_work_leases_project_expires")
+        batch_op.drop_index("ix_work_leases_project_annotator")
+
+    op.drop_table("work_leases")
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_predictions_project_id"))
 
@@ -579,6 +764,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_annotations_item_id"))
 
     op.drop_table("annotations")
+    op.drop_table("work_sync")
+    op.drop_table("work_settings")
+    op.drop_table("work_progress")
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_memberships_user_id"))
         batch_op.drop_index(batch_op.f("ix_memberships_project_id"))
@@ -593,6 +781,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_import_batches_project_id"))
 
     op.drop_table("import_batches")
+    with op.batch_alter_table("dashboard_snapshots", schema=None) as batch_op:
+        batch_op.drop_index("ix_dashboard_snapshots_project_id_id")
+
+    op.drop_table("dashboard_snapshots")
     with op.batch_alter_table("audit_policies", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_policies_project_id"))
 
