@@ -12,9 +12,10 @@ reports its time and peak RSS.
 
 Run: ``labelloop serve`` in a subprocess; ``--clients`` closed-loop clients (httpx,
 asyncio, one process) each submit a valid new annotation on a random item with
-``POST /api/v1/projects/{id}/annotations`` and a bearer token, as fast as answers come,
-for ``--seconds``; one more client, signed in as the lead with a session cookie, loads
-``GET /projects/{id}`` (the dashboard) in a loop. Latencies are measured by the clients
+``POST /api/v1/projects/{id}/annotations`` and a bearer token, then pause for an
+exponential time with mean ``--think`` seconds (0: none), for ``--seconds``; one more client, signed in as the lead with a session cookie, loads
+``GET /projects/{id}`` (the dashboard) at most once per ``--dashboard-every`` seconds
+(0: back to back). Latencies are measured by the clients
 (request sent to response read). Any non-2xx answer or transport error is an error.
 
     .venv/bin/python benchmarks/bench_web.py                          # 1M, 60 s, both
@@ -243,7 +244,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(url: str, port: int, log_path: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     env = dict(os.environ, LABELLOOP_SECRET_KEY=secrets.token_urlsafe(32))
     cmd = [
         str(ROOT / ".venv" / "bin" / "labelloop"),
@@ -254,6 +255,8 @@ def start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
     log = log_path.open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -272,9 +275,25 @@ def start_server(url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its live descendants (the
+    ``--workers`` processes), from Linux ``/proc``."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        parents[child], ticks[child] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------------- load
@@ -367,7 +386,7 @@ async def _sign_in(client: httpx.AsyncClient) -> None:
 
 
 async def _lead(
-    base: str, project_id: int, stop: float, rec: Recorder, seen: dict[str, Any]
+    base: str, project_id: int, stop: float, rec: Recorder, seen: dict[str, Any], every: float
 ) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=LIMITS) as client:
         await _sign_in(client)
@@ -391,10 +410,17 @@ async def _lead(
                 )
             else:
                 rec.error(f"HTTP {r.status_code}")
+            if every > elapsed:
+                await asyncio.sleep(min(every - elapsed, max(0.0, stop - time.perf_counter())))
 
 
 async def load(
-    base: str, info: dict[str, Any], seconds: float, clients: int, think: float
+    base: str,
+    info: dict[str, Any],
+    seconds: float,
+    clients: int,
+    think: float,
+    dashboard_every: float = 1.0,
 ) -> dict[str, Any]:
     subs, dash, seen = Recorder(), Recorder(), {}
     start = time.perf_counter()
@@ -403,7 +429,7 @@ async def load(
     if len(tokens) < clients:
         raise SystemExit(f"the cached setup has {len(tokens)} tokens; rerun with --rebuild")
     await asyncio.gather(
-        _lead(base, info["project_id"], stop, dash, seen),
+        _lead(base, info["project_id"], stop, dash, seen, dashboard_every),
         *(
             _annotator(
                 base, tok, info["project_id"], tuple(info["item_id_range"]), stop, subs, i, think
@@ -417,6 +443,7 @@ async def load(
         "seconds": round(wall, 1),
         "clients": clients,
         "think_seconds": think,
+        "dashboard_every_seconds": dashboard_every,
         "submissions": subs.summary(wall),
         "dashboard": dash.summary(wall),
         "dashboard_freshness_at_end": freshness,
@@ -429,15 +456,23 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     snapshot = _in_child(_snapshot, url)
     port = _free_port()
     log_path = Path(args.cache_dir) / f"serve-{backend}.log"
-    server = start_server(url, port, log_path)
+    server = start_server(url, port, log_path, args.workers)
     try:
         _log(f"{backend}: {args.clients} clients + 1 dashboard client for {args.seconds} s ...")
         cpu_before, own_before = _cpu_seconds(server.pid), time.process_time()
         result = asyncio.run(
-            load(f"http://127.0.0.1:{port}", info, args.seconds, args.clients, args.think)
+            load(
+                f"http://127.0.0.1:{port}",
+                info,
+                args.seconds,
+                args.clients,
+                args.think,
+                args.dashboard_every,
+            )
         )
         served = result["submissions"]["requests"] + result["dashboard"]["requests"]
         server_cpu = _cpu_seconds(server.pid) - cpu_before
+        result["server_workers"] = args.workers
         result["server_cpu_seconds"] = round(server_cpu, 1)
         result["server_cpu_ms_per_request"] = round(1000 * server_cpu / max(served, 1), 1)
         result["client_cpu_seconds"] = round(time.process_time() - own_before, 1)
@@ -501,6 +536,16 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="mean pause in seconds between an annotator's submissions (exponential; "
         "default 1.0); 0 submits again as soon as the answer arrives (saturation)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="labelloop serve --workers (default 1)"
+    )
+    parser.add_argument(
+        "--dashboard-every",
+        type=float,
+        default=1.0,
+        help="the lead loads the dashboard at most once per this many seconds "
+        "(default 1.0); 0 loads it back to back",
     )
     parser.add_argument(
         "--cache-dir", default=str(Path(tempfile.gettempdir()) / "labelloop-bench-web")

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -143,13 +143,7 @@ def _read_engine(settings: Settings) -> Engine:
     """An engine for long reads. On SQLite its transactions start with a deferred BEGIN
     (one consistent WAL snapshot, no write lock), so computing a large dashboard does not
     hold up annotators' writes the way the store's BEGIN IMMEDIATE would."""
-    from labelloop.store import engine as store_engine
-
-    reader = make_engine(settings)
-    if reader.dialect.name == "sqlite":
-        event.remove(reader, "begin", store_engine._sqlite_begin)
-        event.listen(reader, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
-    return reader
+    return make_engine(settings, read_only=True)
 
 
 def loop(settings: Settings, *, interval: float = 60.0, iterations: int | None = None) -> None:

@@ -3,15 +3,17 @@ whose lifespan owns the database engine."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from anyio import to_thread
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labelloop import __version__
 from labelloop.settings import Settings
@@ -33,6 +35,34 @@ PAGE_CSP = (
     "frame-src 'self'; frame-ancestors 'self'; form-action 'self'; base-uri 'none'; "
     "object-src 'none'"
 )
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response (a plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` costs a task group and a stream per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "same-origin")
+                if path != "/docs":  # Swagger UI loads its own assets
+                    headers.setdefault("Content-Security-Policy", PAGE_CSP)
+                    headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+                if path.startswith("/api/") or "set-cookie" in headers:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(
@@ -82,20 +112,9 @@ def create_app(
     app.state.throttle = LoginThrottle(limit=login_attempts, window=login_window_seconds)
     app.state.idempotency = IdempotencyStore()
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.url.path not in ("/docs",):  # Swagger UI loads its own assets
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-            response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        if request.url.path.startswith("/api/") or "set-cookie" in response.headers:
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
+    # inside the session middleware: "no-store" goes on responses whose route sets a
+    # cookie, not on every response to a signed-in browser (static assets stay cacheable)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.ensure_secret_key(),

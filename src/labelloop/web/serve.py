@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from labelloop.cli._common import DatabaseUrl, console, settings_for
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def serve_cmd(
@@ -19,6 +23,16 @@ def serve_cmd(
     secure_cookies: Annotated[
         bool, typer.Option("--secure-cookies", help="Mark the session cookie Secure (HTTPS).")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Server processes. More than one uses more CPU cores; each process keeps "
+            "its own login throttle and Idempotency-Key memory (see docs/web.md).",
+        ),
+    ] = 1,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the web app and the JSON API (default http://127.0.0.1:8000; API docs at /docs)."""
@@ -31,6 +45,32 @@ def serve_cmd(
         settings.host = host
     if port:
         settings.port = port
-    app = create_app(settings, secure_cookies=secure_cookies)
     console.print(f"LabelLoop at [bold]http://{settings.host}:{settings.port}/[/] (Ctrl-C stops)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    if workers == 1:
+        app = create_app(settings, secure_cookies=secure_cookies)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        return
+    # worker processes build their own app from the environment: the same database and
+    # the same signing key (so a session cookie is good on every worker)
+    os.environ["LABELLOOP_DATABASE_URL"] = settings.database_url
+    os.environ["LABELLOOP_SECRET_KEY"] = settings.ensure_secret_key()
+    os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else ""
+    uvicorn.run(
+        f"{__name__}:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+SECURE_COOKIES_ENV = "LABELLOOP_SERVE_SECURE_COOKIES"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``--workers`` process, configured from ``LABELLOOP_*`` variables."""
+    from labelloop.settings import Settings
+    from labelloop.web import create_app
+
+    return create_app(Settings(), secure_cookies=bool(os.environ.get(SECURE_COOKIES_ENV)))

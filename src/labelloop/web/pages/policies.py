@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import yaml
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from labelloop.accounts.actor import Actor
@@ -155,40 +155,33 @@ def parse_form(values: dict[str, Any]) -> tuple[PolicySpec | None, dict[str, str
         return None, errors
 
 
-def _values(
-    name: str,
-    cadence: str,
-    window: str,
-    window_days: str,
-    strata: str,
-    allocation: str,
-    sample_size: str,
-    target_half_width: str,
-    min_per_stratum: str,
-    reviewers: str,
-    blind: str | None,
-    double_review_fraction: str,
-    error_categories: str,
-    active: str | None,
-    advanced: str,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "cadence": cadence,
-        "window": window,
-        "window_days": window_days,
-        "strata": strata,
-        "allocation": allocation,
-        "sample_size": sample_size,
-        "target_half_width": target_half_width,
-        "min_per_stratum": min_per_stratum,
-        "reviewers": reviewers,
-        "blind": blind is not None,
-        "double_review_fraction": double_review_fraction,
-        "error_categories": error_categories,
-        "active": active is not None,
-        "advanced": advanced,
-    }
+class PolicyForm(BaseModel):
+    """The fields of the policy form, as posted (text; parsed by :func:`parse_form`)."""
+
+    name: str = Field("", max_length=200)
+    cadence: str = Field("manual", max_length=100)
+    window: str = Field("since_previous", max_length=100)
+    window_days: str = Field("7", max_length=100)
+    strata: str = Field("", max_length=10_000)
+    allocation: str = Field("proportional", max_length=100)
+    sample_size: str = Field("", max_length=100)
+    target_half_width: str = Field("", max_length=100)
+    min_per_stratum: str = Field("2", max_length=100)
+    reviewers: str = Field("", max_length=10_000)
+    blind: str | None = Field(None, max_length=10)
+    double_review_fraction: str = Field("0.1", max_length=100)
+    error_categories: str = Field("", max_length=10_000)
+    active: str | None = Field(None, max_length=10)
+    advanced: str = Field("", max_length=10_000)
+
+    def values(self, name: str | None = None) -> dict[str, Any]:
+        """The form's values for :func:`parse_form` and the template (checkboxes as
+        booleans); ``name`` overrides the posted one (a policy's name is fixed)."""
+        data = self.model_dump()
+        data["name"] = self.name if name is None else name
+        data["blind"] = self.blind is not None
+        data["active"] = self.active is not None
+        return data
 
 
 def _form_page(
@@ -260,10 +253,7 @@ def _list_page(
     )
 
 
-NameField = Annotated[str, Form(max_length=200)]
-Text = Annotated[str, Form(max_length=10_000)]
-Short = Annotated[str, Form(max_length=100)]
-Check = Annotated[str | None, Form(max_length=10)]
+PolicyFields = Annotated[PolicyForm, Form()]
 
 
 @router.get("/projects/{project_id}/policies")
@@ -281,28 +271,11 @@ def create_policy(
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
-    name: NameField = "",
-    cadence: Short = "manual",
-    window: Short = "since_previous",
-    window_days: Short = "7",
-    strata: Text = "",
-    allocation: Short = "proportional",
-    sample_size: Short = "",
-    target_half_width: Short = "",
-    min_per_stratum: Short = "2",
-    reviewers: Text = "",
-    blind: Check = None,
-    double_review_fraction: Short = "0.1",
-    error_categories: Text = "",
-    active: Check = None,
-    advanced: Text = "",
+    form: PolicyFields,
 ) -> Response:
     project = _manage(session, actor, project_id)
-    values = _values(
-        name, cadence, window, window_days, strata, allocation, sample_size,
-        target_half_width, min_per_stratum, reviewers, blind, double_review_fraction,
-        error_categories, active, advanced,
-    )  # fmt: skip
+    values = form.values()
+    name = form.name
     spec, errors = parse_form(values)
     if not name.strip():
         errors["name"] = "give the policy a name"
@@ -359,28 +332,11 @@ def edit_policy(
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
-    cadence: Short = "manual",
-    window: Short = "since_previous",
-    window_days: Short = "7",
-    strata: Text = "",
-    allocation: Short = "proportional",
-    sample_size: Short = "",
-    target_half_width: Short = "",
-    min_per_stratum: Short = "2",
-    reviewers: Text = "",
-    blind: Check = None,
-    double_review_fraction: Short = "0.1",
-    error_categories: Text = "",
-    active: Check = None,
-    advanced: Text = "",
+    form: PolicyFields,
 ) -> Response:
     project = _manage(session, actor, project_id)
     policy = _policy(session, project, policy_id)
-    values = _values(
-        policy.name, cadence, window, window_days, strata, allocation, sample_size,
-        target_half_width, min_per_stratum, reviewers, blind, double_review_fraction,
-        error_categories, active, advanced,
-    )  # fmt: skip
+    values = form.values(policy.name)
     spec, errors = parse_form(values)
     if spec is None:
         return _form_page(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 23:09:54.106760
+Create Date: 2026-11-27 23:55:13.289409
 """
 
 from collections.abc import Sequence
@@ -368,7 +368,6 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("annotations", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_annotations_item_id"), ["item_id"], unique=False)
         batch_op.create_index(
             "ix_annotations_project_annotator", ["project_id", "annotator_id"], unique=False
         )
@@ -761,7 +760,6 @@ def downgrade() -> None:
     with op.batch_alter_table("annotations", schema=None) as batch_op:
         batch_op.drop_index("ix_annotations_project_submitted")
         batch_op.drop_index("ix_annotations_project_annotator")
-        batch_op.drop_index(batch_op.f("ix_annotations_item_id"))
 
     op.drop_table("annotations")
     op.drop_table("work_sync")
