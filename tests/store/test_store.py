@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
@@ -62,3 +68,75 @@ def test_foreign_keys_enforced(session) -> None:
 
     with pytest.raises(IntegrityError):
         session.flush()
+
+
+def _sqlite_table(tmp_path: Path, **kwargs: Any) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}", **kwargs)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS t (who TEXT)"))
+    return engine
+
+
+def test_sqlite_writers_take_turns_in_process(tmp_path: Path) -> None:
+    """A second writer of the same engine waits for the first to commit (on the
+    engine's own queue, not SQLite's busy handler) and then goes ahead."""
+    engine = _sqlite_table(tmp_path)
+    order: list[str] = []
+
+    def second() -> None:
+        with engine.begin() as conn:
+            order.append("second began")
+            conn.execute(text("INSERT INTO t VALUES ('second')"))
+
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES ('first')"))
+        worker = threading.Thread(target=second)
+        worker.start()
+        time.sleep(0.2)
+        order.append("first commits")
+    worker.join(timeout=10)
+    assert order == ["first commits", "second began"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT who FROM t ORDER BY rowid")).scalars().all() == [
+            "first",
+            "second",
+        ]
+    engine.dispose()
+
+
+def test_sqlite_writer_queue_reopens_after_rollback_and_broken_connections(
+    tmp_path: Path,
+) -> None:
+    engine = _sqlite_table(tmp_path)
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES ('rolled back')"))
+        raise RuntimeError("boom")
+    conn = engine.connect()
+    conn.begin()
+    conn.execute(text("INSERT INTO t VALUES ('abandoned')"))
+    conn.invalidate()  # a broken connection: its transaction never ended
+    done = threading.Event()
+
+    def writer() -> None:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO t VALUES ('after')"))
+        done.set()
+
+    threading.Thread(target=writer).start()
+    assert done.wait(timeout=10), "the writer queue stayed closed"
+    with engine.connect() as c:
+        assert c.execute(text("SELECT who FROM t")).scalars().all() == ["after"]
+    engine.dispose()
+
+
+def test_sqlite_read_only_engine_reads_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    writer = _sqlite_table(tmp_path)
+    reader = make_engine(f"sqlite:///{tmp_path / 'w.db'}", read_only=True)
+    with writer.begin() as w:
+        w.execute(text("INSERT INTO t VALUES ('pending')"))
+        started = time.perf_counter()
+        with reader.connect() as r:
+            assert r.execute(text("SELECT count(*) FROM t")).scalar() == 0  # its snapshot
+        assert time.perf_counter() - started < 5
+    writer.dispose()
+    reader.dispose()
