@@ -48,6 +48,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/audits/runs/{run_id}/report"): LEADS,
     ("GET", "/audits/runs/{run_id}/queue"): REVIEWERS,
     ("POST", "/audits/runs/{run_id}/queue/{assignment_id}"): REVIEWERS,
+    ("GET", "/projects/{project_id}/queue"): LEADS,
+    ("POST", "/projects/{project_id}/queue"): LEADS,
     ("GET", "/admin/users"): ADMINS,
     ("POST", "/admin/users"): ADMINS,
     ("GET", "/api/v1/me"): SIGNED_IN,
@@ -100,6 +102,7 @@ FORMS: dict[str, dict[str, str]] = {
     "/projects/{project_id}/imports": {"format": "auto"},
     "/projects/{project_id}/work/{item_id}": {"value": "billing"},
     "/projects/{project_id}/work/{item_id}/skip": {"reason": "access table"},
+    "/projects/{project_id}/queue": {"overlap": "0", "gold_rate": "0.1", "lease_minutes": "30"},
 }
 JSON_BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/projects/{project_id}/annotations": {"item_id": NOWHERE, "value": "billing"},

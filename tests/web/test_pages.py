@@ -6,7 +6,10 @@ import json
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from labelloop.projects.service import get_project
+from labelloop.store import make_engine, make_session_factory, session_scope
 from tests.web.conftest import Demo
 
 Clients = dict[str, tuple[TestClient, str | None]]
@@ -170,3 +173,47 @@ def test_admin_creates_a_user(clients: Clients) -> None:
         data={"username": "new.person", "password": "a-good-password", "csrf_token": csrf or ""},
     )
     assert r.status_code == 409
+
+
+def test_lead_changes_the_labeling_queue_settings(
+    clients: dict[str, tuple[TestClient, str | None]], demo: Demo
+) -> None:
+    from labelloop.trail.models import Event
+    from labelloop.workbench import service as workbench
+
+    lead, csrf = clients["lead"]
+    url = f"/projects/{demo.project_id}/queue"
+    page = lead.get(url)
+    assert page.status_code == 200
+    assert 'name="overlap"' in page.text and 'name="gold_rate"' in page.text
+    engine = make_engine(demo.url)
+    factory = make_session_factory(engine)
+
+    def current() -> tuple[int, float, int]:
+        with session_scope(factory) as s:
+            st = workbench.get_settings(s, get_project(s, demo.project_id))
+            return st.overlap, st.gold_rate, st.lease_minutes
+
+    def events() -> int:
+        with session_scope(factory) as s:
+            return len(
+                s.scalars(select(Event).where(Event.action == "workbench.settings.update")).all()
+            )
+
+    try:
+        overlap, gold_rate, lease = current()
+        before = events()
+        form = {"overlap": "0", "gold_rate": "1.5", "lease_minutes": str(lease), "csrf_token": csrf}
+        bad = lead.post(url, data=form)
+        assert bad.status_code == 422
+        assert 'id="err-overlap"' in bad.text and 'id="err-gold_rate"' in bad.text
+        assert current() == (overlap, gold_rate, lease) and events() == before
+        form |= {"overlap": str(overlap), "gold_rate": str(gold_rate), "lease_minutes": "45"}
+        ok = lead.post(url, data=form, follow_redirects=False)
+        assert ok.status_code == 303 and ok.headers["location"] == f"{url}?saved=1"
+        assert current() == (overlap, gold_rate, 45) and events() == before + 1
+        assert "Saved." in lead.get(ok.headers["location"]).text
+        lead.post(url, data=form | {"lease_minutes": str(lease)})  # put it back
+        assert current() == (overlap, gold_rate, lease)
+    finally:
+        engine.dispose()

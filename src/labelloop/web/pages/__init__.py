@@ -2,7 +2,16 @@
 
 from fastapi import APIRouter
 
-from labelloop.web.pages import admin, audits, auth, policies, projects, transfers, workbench
+from labelloop.web.pages import (
+    admin,
+    audits,
+    auth,
+    policies,
+    projects,
+    queue,
+    transfers,
+    workbench,
+)
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
@@ -11,6 +20,7 @@ router.include_router(audits.router)
 router.include_router(policies.router)
 router.include_router(transfers.router)
 router.include_router(workbench.router)
+router.include_router(queue.router)
 router.include_router(admin.router)
 
 __all__ = ["router"]
