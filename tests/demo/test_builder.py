@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import Membership, User
 from labelloop.accounts.service import check_password, get_user
+from labelloop.analytics import service as analytics
 from labelloop.cli import app
 from labelloop.demo.builder import DEMO_ACCOUNTS, DEMO_PASSWORD, build_demo
 from labelloop.demo.simulate import PROJECT_NAME, TOO_FAST_SECONDS, simulate
@@ -141,6 +142,8 @@ def test_cli_demo(fresh_database_url: str, tmp_path: Path) -> None:
             assert project is not None
             assert _count(s, Item, project.id) == N
             assert _count(s, Annotation, project.id) == len(simulate(7, N).annotations)
+            snapshot = analytics.latest_snapshot(s, project.id)  # the dashboard is ready
+            assert snapshot is not None and not analytics.is_stale(s, snapshot)
     finally:
         engine.dispose()
 

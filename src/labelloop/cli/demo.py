@@ -196,6 +196,7 @@ def demo_cmd(
 
 def _run_audits(engine: Engine, summary: DemoSummary, reports_dir: Path) -> list[dict[str, str]]:
     """Three weekly audit cycles with simulated reviewers; reports written to files."""
+    from labelloop.analytics import service as analytics
     from labelloop.audits.models import AuditRun
     from labelloop.audits.render import to_html, to_markdown
     from labelloop.demo import audits as demo_audits
@@ -231,4 +232,6 @@ def _run_audits(engine: Engine, summary: DemoSummary, reports_dir: Path) -> list
                     "report": str(stem.with_suffix(".html").resolve()),
                 }
             )
+        # the lead's dashboard opens at once instead of computing on its first view
+        analytics.refresh_snapshot(session, actor=Actor.local("demo"), project=project)
     return rows
