@@ -44,9 +44,10 @@ def test_serve_hands_settings_to_workers(
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", fake_run)
-    # serve sets these for its workers; monkeypatch restores them after the test
+    # serve sets these for its workers: setting them here first makes monkeypatch put
+    # back the state from before the test (delenv of an absent variable records nothing)
     for name in ("LABELLOOP_DATABASE_URL", "LABELLOOP_SECRET_KEY", serve.SECURE_COOKIES_ENV):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")
     monkeypatch.setenv("LABELLOOP_SECRET_KEY_FILE", str(tmp_path / "secret"))
     result = CliRunner().invoke(
         cli, ["serve", "--workers", "3", "--port", "8123", "--database-url", demo.url]

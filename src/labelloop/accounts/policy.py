@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from labelloop.accounts.actor import Actor
@@ -10,13 +10,14 @@ from labelloop.accounts.models import Membership
 from labelloop.accounts.roles import Permission, Role, allows
 from labelloop.errors import PermissionDenied
 
+#: Built once (every permission check runs it).
+_ROLES = select(Membership.role).where(
+    Membership.user_id == bindparam("user_id"), Membership.project_id == bindparam("project_id")
+)
+
 
 def roles_of(session: Session, user_id: int, project_id: int) -> frozenset[Role]:
-    rows = session.scalars(
-        select(Membership.role).where(
-            Membership.user_id == user_id, Membership.project_id == project_id
-        )
-    )
+    rows = session.scalars(_ROLES, {"user_id": user_id, "project_id": project_id})
     return frozenset(Role(r) for r in rows)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from labelloop import trail
@@ -156,25 +156,39 @@ def revoke_token(session: Session, *, actor: Actor, token_id: int) -> ApiToken:
     return token
 
 
+#: Built once (every API request runs it); columns only, no ORM objects to build.
+_BY_HASH = (
+    select(
+        ApiToken.id,
+        ApiToken.project_id,
+        ApiToken.role,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.last_used_at,
+        User.id.label("user_id"),
+        User.username,
+        User.is_active,
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 def authenticate(session: Session, plaintext: str) -> Actor | None:
     """The actor a bearer token stands for, or ``None`` (unknown, revoked, expired, or
     its user deactivated). Records ``last_used_at`` at most once a minute."""
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
         return None
-    row = session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == hash_token(plaintext))
-    ).first()
-    if row is None:
+    token = session.execute(_BY_HASH, {"token_hash": hash_token(plaintext)}).first()
+    if token is None:
         return None
-    token, user = row.tuple()
     now = utcnow()
-    if token.revoked_at is not None or not user.is_active:
+    if token.revoked_at is not None or not token.is_active:
         return None
     if token.expires_at is not None and token.expires_at <= now:
         return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        token.last_used_at = now
-        session.flush()
-    return Actor.for_token(user.id, user.username, project_id=token.project_id, role=token.role)
+        session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+    return Actor.for_token(
+        token.user_id, token.username, project_id=token.project_id, role=token.role
+    )

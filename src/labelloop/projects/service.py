@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from labelloop import trail
@@ -327,6 +327,18 @@ def _annotation_json(a: Annotation) -> dict[str, Any]:
     }
 
 
+#: Built once: constructing a statement costs more than running it. The item's columns
+#: that an annotation needs, without loading (and decoding) the whole row.
+_ITEM_FOR_ANNOTATION = select(Item.id, Item.project_id, Item.external_id, Item.payload).where(
+    Item.id == bindparam("item_id")
+)
+_EXISTING_ANNOTATION = select(Annotation).where(
+    Annotation.item_id == bindparam("item_id"),
+    Annotation.annotator_id == bindparam("annotator_id"),
+    Annotation.external_key == bindparam("external_key"),
+)
+
+
 def submit_annotation(
     session: Session,
     *,
@@ -353,8 +365,11 @@ def submit_annotation(
     require(session, actor, Permission.ANNOTATE, project_id=project.id)
     if actor.user_id is not None and actor.user_id != annotator_id:
         require(session, actor, Permission.DATA_IMPORT, project_id=project.id)
-    item = get_item(session, project, item_id)
-    if session.get(User, annotator_id) is None:
+    item = session.execute(_ITEM_FOR_ANNOTATION, {"item_id": item_id}).first()
+    if item is None or item.project_id != project.id:
+        raise NotFound(f"no item {item_id} in project {project.name!r}")
+    # the caller's own user was loaded when the caller was authenticated
+    if annotator_id != actor.user_id and session.get(User, annotator_id) is None:
         raise NotFound(f"no user with id {annotator_id}")
     schema = schema_of(project)
     violations = compile_validator(schema)(
@@ -371,11 +386,8 @@ def submit_annotation(
     flags = [v.as_flag() for v in violations if v.severity == "warning"]
     value = canonical_value(schema, value)
     existing = session.scalar(
-        select(Annotation).where(
-            Annotation.item_id == item.id,
-            Annotation.annotator_id == annotator_id,
-            Annotation.external_key == external_key,
-        )
+        _EXISTING_ANNOTATION,
+        {"item_id": item.id, "annotator_id": annotator_id, "external_key": external_key},
     )
     fields: dict[str, Any] = {
         "value": value,

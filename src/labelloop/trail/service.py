@@ -9,26 +9,36 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from labelloop.store.base import utcnow
 from labelloop.trail.chain import GENESIS, event_hash, hashed_fields, jsonable
 from labelloop.trail.models import Event, TrailHead
 
+#: Statements on the head's table, built once: appends run on every write, and plain
+#: SQL skips the ORM's per-statement work (the head is read back only by :func:`verify`,
+#: which reloads it).
+_HEAD_TABLE = cast(Table, TrailHead.__table__)
+_HEAD = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_SET_HEAD = (
+    update(_HEAD_TABLE)
+    .where(_HEAD_TABLE.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
-def _head(session: Session) -> TrailHead:
-    stmt = select(TrailHead).where(TrailHead.id == 1)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    head = session.scalars(stmt).one_or_none()
-    if head is None:
-        head = TrailHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
-        session.flush()
-    return head
+
+def _head(session: Session) -> tuple[int, str]:
+    """The head's (seq, hash), locked on PostgreSQL; created on the first append."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    row = session.execute(_HEAD_FOR_UPDATE if postgresql else _HEAD).first()
+    if row is None:
+        session.execute(insert(_HEAD_TABLE).values(id=1, seq=0, hash=GENESIS))
+        return 0, GENESIS
+    return row.seq, row.hash
 
 
 def append(
@@ -43,8 +53,8 @@ def append(
     after: Any = None,
 ) -> Event:
     """Append one event to the chain within the current transaction."""
-    head = _head(session)
-    seq = head.seq + 1
+    head_seq, head_hash = _head(session)
+    seq = head_seq + 1
     created_at = utcnow()
     before_j, after_j = jsonable(before), jsonable(after)
     ent = None if entity_id is None else str(entity_id)
@@ -59,7 +69,7 @@ def append(
         before=before_j,
         after=after_j,
     )
-    digest = event_hash(head.hash, fields)
+    digest = event_hash(head_hash, fields)
     event = Event(
         seq=seq,
         created_at=created_at,
@@ -70,12 +80,12 @@ def append(
         project_id=project_id,
         before=before_j,
         after=after_j,
-        prev_hash=head.hash,
+        prev_hash=head_hash,
         hash=digest,
     )
     session.add(event)
-    head.seq, head.hash = seq, digest
     session.flush()
+    session.execute(_SET_HEAD, {"new_seq": seq, "new_hash": digest})
     return event
 
 
@@ -123,7 +133,7 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
         if event_hash(event.prev_hash, fields) != event.hash:
             problems.append(f"event {event.seq}: content does not match its hash (edited)")
         prev_hash, prev_seq = event.hash, event.seq
-    head = session.get(TrailHead, 1)
+    head = session.get(TrailHead, 1, populate_existing=True)
     if head is not None and (head.seq != prev_seq or head.hash != prev_hash):
         problems.append(
             f"trail head says the last event is {head.seq}, but the last stored event is "

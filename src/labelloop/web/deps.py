@@ -81,7 +81,8 @@ def optional_actor(request: Request, session: SessionDep) -> Actor | None:
 OptionalActor = Annotated[Actor | None, Depends(optional_actor, scope="function")]
 
 
-def current_actor(actor: OptionalActor) -> Actor:
+async def current_actor(actor: OptionalActor) -> Actor:
+    # async: no I/O here, and a sync dependency would cost a worker-thread round trip
     if actor is None:
         raise LoginRequired("sign in first (or send an API token)")
     return actor
