@@ -20,7 +20,7 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelloop.accounts import service as accounts
@@ -221,5 +221,18 @@ def user_id(demo: Demo, username: str) -> int:
             uid = s.scalar(select(User.id).where(User.username == username))
             assert uid is not None
             return uid
+    finally:
+        engine.dispose()
+
+
+def count_rows(url: str, model: type, **where: object) -> int:
+    """Rows of ``model`` in the database at ``url`` whose columns equal ``where``."""
+    engine = make_engine(url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            stmt = select(func.count()).select_from(model)
+            for k, v in where.items():
+                stmt = stmt.where(getattr(model, k) == v)
+            return int(s.scalar(stmt) or 0)
     finally:
         engine.dispose()

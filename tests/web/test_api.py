@@ -8,13 +8,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from labelloop.cli import app as cli
 from labelloop.projects.models import Annotation, Item, Prediction
-from labelloop.store import make_engine, make_session_factory, session_scope
-from tests.web.conftest import Demo, user_id
+from tests.web.conftest import Demo, count_rows, user_id
 
 runner = CliRunner()
 
@@ -32,18 +30,6 @@ def _token(demo: Demo, username: str, role: str) -> str:
     token = r.output.strip().splitlines()[-1]
     assert token.startswith("ll_")
     return token
-
-
-def _count(demo: Demo, model: type, **where: object) -> int:
-    engine = make_engine(demo.url)
-    try:
-        with session_scope(make_session_factory(engine)) as s:
-            stmt = select(func.count()).select_from(model)
-            for k, v in where.items():
-                stmt = stmt.where(getattr(model, k) == v)
-            return int(s.scalar(stmt) or 0)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
@@ -113,7 +99,7 @@ def test_annotation_validation_at_entry(api: TestClient, demo: Demo) -> None:
     url = f"/api/v1/projects/{demo.project_id}/annotations"
     item = api.get(f"/api/v1/projects/{demo.project_id}/items?limit=1", headers=h).json()
     item_id = item["items"][0]["id"]
-    before = _count(demo, Annotation)
+    before = count_rows(demo.url, Annotation)
     r = api.post(url, json={"item_id": item_id, "value": "not-a-label"}, headers=h)
     assert r.status_code == 422
     err = r.json()["error"]
@@ -125,7 +111,7 @@ def test_annotation_validation_at_entry(api: TestClient, demo: Demo) -> None:
     assert r.status_code == 422
     fields = {d["field"] for d in r.json()["error"]["details"]}
     assert fields == {"item_id", "active_seconds"}
-    assert _count(demo, Annotation) == before  # nothing written
+    assert count_rows(demo.url, Annotation) == before  # nothing written
     r = api.post(
         url,
         json={"item_id": item_id, "value": "billing", "active_seconds": 12.5, "external_key": "t1"},
@@ -133,7 +119,7 @@ def test_annotation_validation_at_entry(api: TestClient, demo: Demo) -> None:
     )
     assert r.status_code == 201, r.text
     assert r.json()["value"] == "billing" and r.json()["source"] == "api"
-    assert _count(demo, Annotation) == before + 1
+    assert count_rows(demo.url, Annotation) == before + 1
 
 
 def test_idempotency_key(api: TestClient, demo: Demo) -> None:
@@ -150,7 +136,7 @@ def test_idempotency_key(api: TestClient, demo: Demo) -> None:
     again = api.post(url, json=body, headers={**h, "Idempotency-Key": "k-1"})
     assert again.status_code == 201 and again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
-    assert _count(demo, Prediction, model_name="web-test-model") == 1
+    assert count_rows(demo.url, Prediction, model_name="web-test-model") == 1
     other = api.post(url, json={**body, "item_id": 3}, headers={**h, "Idempotency-Key": "k-1"})
     assert other.status_code == 422
     assert "Idempotency-Key" in other.json()["error"]["message"]
@@ -174,8 +160,8 @@ def test_items_filters_and_cursor_pagination(api: TestClient, demo: Demo) -> Non
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert seen == sorted(seen) and len(seen) == len(set(seen)) == _count(
-        demo, Item, project_id=demo.project_id
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == count_rows(
+        demo.url, Item, project_id=demo.project_id
     )
     tagged = api.get(base, params={"tag": "edge-case", "limit": 500}, headers=h).json()["items"]
     assert tagged and all("edge-case" in i["tags"] for i in tagged)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
 
 from labelloop.accounts import tokens
 from labelloop.accounts.actor import Actor
@@ -21,19 +20,7 @@ from labelloop.audits.models import AuditPolicy
 from labelloop.projects.models import Item
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.trail.models import Event
-from tests.web.conftest import ROLE_USERS, Demo
-
-
-def _count(demo: Demo, model: type, **where: object) -> int:
-    engine = make_engine(demo.url)
-    try:
-        with session_scope(make_session_factory(engine)) as s:
-            stmt = select(func.count()).select_from(model)
-            for k, v in where.items():
-                stmt = stmt.where(getattr(model, k) == v)
-            return int(s.scalar(stmt) or 0)
-    finally:
-        engine.dispose()
+from tests.web.conftest import ROLE_USERS, Demo, count_rows
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +63,7 @@ def test_create_items_one_and_batch_idempotent(
         "segments": {"language": "en"},
         "tags": ["edge-case", "edge-case"],
     }
-    before = _count(demo, Item)
+    before = count_rows(demo.url, Item)
     r = api.post(url, json=one, headers=bearer["lead"])
     assert r.status_code == 201, r.text
     body = r.json()
@@ -84,7 +71,7 @@ def test_create_items_one_and_batch_idempotent(
     item = body["items"][0]
     assert item["external_id"] == one["external_id"] and item["tags"] == ["edge-case"]
     assert item["segments"] == {"language": "en"} and item["metadata"] == {"channel": "chat"}
-    assert _count(demo, Event, action="item.create", entity_id=str(item["id"])) == 1
+    assert count_rows(demo.url, Event, action="item.create", entity_id=str(item["id"])) == 1
     # the same item again: found, nothing written
     r = api.post(url, json=one, headers=bearer["lead"])
     assert r.status_code == 200 and r.json()["existing"] == 1
@@ -104,7 +91,7 @@ def test_create_items_one_and_batch_idempotent(
         f"api-{tag}-2",
         f"api-{tag}-3",
     ]
-    assert _count(demo, Item) == before + 3
+    assert count_rows(demo.url, Item) == before + 3
     # listed by the read API
     r = api.get(url, params={"external_id": f"api-{tag}-2"}, headers=bearer["annotator"])
     assert [i["external_id"] for i in r.json()["items"]] == [f"api-{tag}-2"]
@@ -115,7 +102,7 @@ def test_create_items_errors(
 ) -> None:
     url = f"/api/v1/projects/{demo.project_id}/items"
     tag = uuid.uuid4().hex[:8]
-    before = _count(demo, Item)
+    before = count_rows(demo.url, Item)
     bad = {
         "items": [
             {"external_id": f"api-{tag}-a", "payload": {"text": "a"}},
@@ -152,7 +139,7 @@ def test_create_items_errors(
         headers=bearer["lead"],
     )
     assert r.status_code == 409 and "different payload" in r.json()["error"]["message"]
-    assert _count(demo, Item) == before
+    assert count_rows(demo.url, Item) == before
     for role in ("annotator", "model", "auditor"):
         r = api.post(url, json={"external_id": "x", "payload": {}}, headers=bearer[role])
         assert r.status_code == 403, role
@@ -197,7 +184,7 @@ def test_policy_create_patch_run_close(
     r = api.post(base, json={"name": name, "spec": spec}, headers=bearer["lead"])
     assert r.status_code == 409
     # invalid specs: 422 with field paths, nothing saved
-    before = _count(demo, AuditPolicy)
+    before = count_rows(demo.url, AuditPolicy)
     r = api.post(
         base,
         json={"name": "x", "spec": {**spec, "cadence": "weekly", "allocation": "random"}},
@@ -208,7 +195,7 @@ def test_policy_create_patch_run_close(
     assert {"spec.cadence", "spec.allocation"} <= fields
     r = api.post(base, json={"name": "  "}, headers=bearer["lead"])
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "name"
-    assert _count(demo, AuditPolicy) == before
+    assert count_rows(demo.url, AuditPolicy) == before
     r = api.post(base, json={"name": "y", "spec": spec}, headers=bearer["auditor"])
     assert r.status_code == 403
 

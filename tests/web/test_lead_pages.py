@@ -14,28 +14,16 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from labelloop.audits.models import AuditPolicy, AuditRun
 from labelloop.projects.models import Annotation, ImportBatch, Item
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.trail.models import Event
 from labelloop.web.pages import transfers
-from tests.web.conftest import Demo
+from tests.web.conftest import Demo, count_rows
 
 Clients = dict[str, tuple[TestClient, str | None]]
-
-
-def _count(demo: Demo, model: type, **where: object) -> int:
-    engine = make_engine(demo.url)
-    try:
-        with session_scope(make_session_factory(engine)) as s:
-            stmt = select(func.count()).select_from(model)
-            for k, v in where.items():
-                stmt = stmt.where(getattr(model, k) == v)
-            return int(s.scalar(stmt) or 0)
-    finally:
-        engine.dispose()
 
 
 def _policy(demo: Demo, name: str) -> AuditPolicy | None:
@@ -95,7 +83,7 @@ def test_policy_list_shows_policies_and_the_form(lead: tuple[TestClient, str], d
 def test_create_policy_then_edit_it(lead: tuple[TestClient, str], demo: Demo) -> None:
     client, csrf = lead
     name = f"lp-{uuid.uuid4().hex[:8]}"
-    events = _count(demo, Event, action="audit_policy.create")
+    events = count_rows(demo.url, Event, action="audit_policy.create")
     r = client.post(
         f"/projects/{demo.project_id}/policies",
         data=_form(csrf, name=name),
@@ -109,7 +97,7 @@ def test_create_policy_then_edit_it(lead: tuple[TestClient, str], demo: Demo) ->
     assert created.spec["reviewers"] == ["demo.auditor", "demo.adjudicator"]
     assert created.spec["error_categories"] == ["boundary case", "guideline misread"]
     assert created.spec["window"] == "last_days" and created.spec["double_review_fraction"] == 0
-    assert _count(demo, Event, action="audit_policy.create") == events + 1
+    assert count_rows(demo.url, Event, action="audit_policy.create") == events + 1
     listing = client.get(r.headers["location"]).text
     row = re.search(rf'<tr id="policy-{created.id}">(.*?)</tr>', listing, re.S)
     assert row and name in row.group(1)
@@ -131,15 +119,18 @@ def test_create_policy_then_edit_it(lead: tuple[TestClient, str], demo: Demo) ->
     assert changed.spec["sample_size"] == 12 and changed.spec["confidence"] == 0.9
     page = client.get(f"/projects/{demo.project_id}/policies/{created.id}").text
     assert "confidence: 0.9" in page  # non-default advanced settings are shown
-    assert _count(demo, Event, action="audit_policy.update", entity_id=str(created.id)) == 1
-    assert _count(demo, Event, action="audit_policy.deactivate", entity_id=str(created.id)) == 1
+    assert count_rows(demo.url, Event, action="audit_policy.update", entity_id=str(created.id)) == 1
+    assert (
+        count_rows(demo.url, Event, action="audit_policy.deactivate", entity_id=str(created.id))
+        == 1
+    )
 
 
 def test_invalid_policy_rerenders_with_field_messages(
     lead: tuple[TestClient, str], demo: Demo
 ) -> None:
     client, csrf = lead
-    before = _count(demo, AuditPolicy)
+    before = count_rows(demo.url, AuditPolicy)
     r = client.post(
         f"/projects/{demo.project_id}/policies",
         data=_form(
@@ -173,7 +164,7 @@ def test_invalid_policy_rerenders_with_field_messages(
         f"/projects/{demo.project_id}/policies", data=_form(csrf, name="web-weekly")
     )
     assert r.status_code == 422 and re.search(r'id="err-name">[^<]*already has', r.text)
-    assert _count(demo, AuditPolicy) == before
+    assert count_rows(demo.url, AuditPolicy) == before
     # an invalid edit changes nothing
     weekly = _policy(demo, "web-weekly")
     assert weekly is not None
@@ -206,7 +197,7 @@ def test_run_now_opens_a_run_and_shows_it(lead: tuple[TestClient, str], demo: De
     run_id = int(r.headers["location"].rsplit("/", 1)[1])
     page = client.get(r.headers["location"])
     assert page.status_code == 200 and name in page.text and "6 / " in page.text
-    assert _count(demo, AuditRun, policy_id=policy.id, trigger="manual") == 1
+    assert count_rows(demo.url, AuditRun, policy_id=policy.id, trigger="manual") == 1
     listing = client.get(f"/projects/{demo.project_id}/policies").text
     assert f'href="/audits/runs/{run_id}"' in listing
 
@@ -220,7 +211,7 @@ def test_run_now_opens_a_run_and_shows_it(lead: tuple[TestClient, str], demo: De
     assert p2 is not None and p2.spec["population"]["tags"] == ["no-such-tag"]
     r = client.post(f"/projects/{demo.project_id}/policies/{p2.id}/run", data={"csrf_token": csrf})
     assert r.status_code == 422 and "nothing to audit" in r.text
-    assert _count(demo, AuditRun, policy_id=p2.id) == 0
+    assert count_rows(demo.url, AuditRun, policy_id=p2.id) == 0
 
 
 # ------------------------------------------------------------------------- imports
@@ -252,20 +243,26 @@ def test_import_upload_counts_and_reupload(lead: tuple[TestClient, str], demo: D
             (f"up-{tag}-2", "demo.lead", "billing", "charged twice"),
         ]
     )
-    items, annotations = _count(demo, Item), _count(demo, Annotation)
+    items, annotations = count_rows(demo.url, Item), count_rows(demo.url, Annotation)
     r = _upload(client, csrf, demo, f"batch-{tag}.csv", content)
     assert r.status_code == 200, r.text[:1000]
     assert re.search(r'id="items-created">2<', r.text)
     assert re.search(r'id="annotations-created">3<', r.text)
-    assert _count(demo, Item) == items + 2 and _count(demo, Annotation) == annotations + 3
+    assert (
+        count_rows(demo.url, Item) == items + 2
+        and count_rows(demo.url, Annotation) == annotations + 3
+    )
     assert f"batch-{tag}.csv" in r.text.split('id="batches"')[1]  # listed as a batch
-    assert _count(demo, ImportBatch, filename=f"batch-{tag}.csv") == 1
+    assert count_rows(demo.url, ImportBatch, filename=f"batch-{tag}.csv") == 1
     # the same file again changes nothing and adds no batch
     r = _upload(client, csrf, demo, f"batch-{tag}.csv", content)
     assert r.status_code == 200 and "Nothing changed" in r.text
     assert re.search(r'id="items-created">0<', r.text)
-    assert _count(demo, Item) == items + 2 and _count(demo, Annotation) == annotations + 3
-    assert _count(demo, ImportBatch, filename=f"batch-{tag}.csv") == 1
+    assert (
+        count_rows(demo.url, Item) == items + 2
+        and count_rows(demo.url, Annotation) == annotations + 3
+    )
+    assert count_rows(demo.url, ImportBatch, filename=f"batch-{tag}.csv") == 1
     # column mapping: a file with other column names
     mapped = b"ticket,who,intent,body\n" + f"up-{tag}-3,lucas.martin,billing,refund\n".encode()
     r = _upload(
@@ -291,9 +288,9 @@ def test_broken_upload_lists_problems_and_writes_nothing(
     rows = [(f"bad-{tag}-{n}", "lucas.martin", "no-such-intent", "text") for n in range(60)]
     rows.insert(0, (f"bad-{tag}-ok", "lucas.martin", "billing", "fine"))
     items, annotations, batches = (
-        _count(demo, Item),
-        _count(demo, Annotation),
-        _count(demo, ImportBatch),
+        count_rows(demo.url, Item),
+        count_rows(demo.url, Annotation),
+        count_rows(demo.url, ImportBatch),
     )
     r = _upload(client, csrf, demo, f"broken-{tag}.csv", _csv(rows))
     assert r.status_code == 422
@@ -305,7 +302,11 @@ def test_broken_upload_lists_problems_and_writes_nothing(
     assert re.search(r"and 10 more \(60 problems in all\)", html)
     assert "Nothing was written" in html
     assert "labelloop-upload" not in html  # no server paths
-    assert (_count(demo, Item), _count(demo, Annotation), _count(demo, ImportBatch)) == (
+    assert (
+        count_rows(demo.url, Item),
+        count_rows(demo.url, Annotation),
+        count_rows(demo.url, ImportBatch),
+    ) == (
         items,
         annotations,
         batches,
@@ -325,12 +326,12 @@ def test_upload_over_the_limit_is_413(
 ) -> None:
     client, csrf = lead
     monkeypatch.setattr(transfers, "MAX_UPLOAD_BYTES", 64)
-    items = _count(demo, Item)
+    items = count_rows(demo.url, Item)
     content = _csv([(f"big-{n}", "lucas.martin", "billing", "x" * 20) for n in range(10)])
     r = _upload(client, csrf, demo, "big.csv", content)
     assert r.status_code == 413
     assert "larger than the upload limit" in r.text and "labelloop import" in r.text
-    assert _count(demo, Item) == items
+    assert count_rows(demo.url, Item) == items
 
 
 # ------------------------------------------------------------------------- exports
@@ -338,7 +339,7 @@ def test_export_downloads_parse(lead: tuple[TestClient, str], demo: Demo) -> Non
     client, _ = lead
     page = client.get(f"/projects/{demo.project_id}/exports")
     assert page.status_code == 200 and 'id="export"' in page.text
-    events = _count(demo, Event, action="export.file")
+    events = count_rows(demo.url, Event, action="export.file")
     url = f"/projects/{demo.project_id}/exports/download"
     r = client.get(url, params={"format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
@@ -357,7 +358,7 @@ def test_export_downloads_parse(lead: tuple[TestClient, str], demo: Demo) -> Non
     r = client.get(url, params={"format": "label-studio"})
     tasks = r.json()
     assert r.headers["content-disposition"].endswith('.json"') and len(tasks) >= 300
-    assert _count(demo, Event, action="export.file") == events + 4
+    assert count_rows(demo.url, Event, action="export.file") == events + 4
     r = client.get(url, params={"format": "xlsx"})
     assert r.status_code == 422
 

@@ -30,7 +30,7 @@ from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.workbench import service as workbench
 from labelloop.workbench.models import Skip
 from labelloop.workbench.schemas import SettingsIn
-from tests.web.conftest import OPERATOR, Demo, login
+from tests.web.conftest import OPERATOR, Demo, count_rows, login
 
 TESTER = "wb.tester"
 
@@ -129,18 +129,6 @@ def _db(url: str):  # type: ignore[no-untyped-def]
     return engine, make_session_factory(engine)
 
 
-def _count(url: str, model: type, **where: int) -> int:
-    engine, factory = _db(url)
-    try:
-        with session_scope(factory) as s:
-            stmt = select(model)
-            for k, v in where.items():
-                stmt = stmt.where(getattr(model, k) == v)
-            return len(s.scalars(stmt).all())
-    finally:
-        engine.dispose()
-
-
 def _item_of(html: str) -> int:
     match = re.search(r'id="workbench" data-task="\w+" data-item="(\d+)"', html)
     assert match, "no item on the page"
@@ -221,7 +209,7 @@ def test_invalid_submission_gets_422_with_field_messages_and_saves_nothing(
 ) -> None:
     client, csrf = tester
     item_id = _item_of(client.get(f"/projects/{wb.single}/work").text)
-    before = _count(wb.url, Annotation, annotator_id=wb.tester)
+    before = count_rows(wb.url, Annotation, annotator_id=wb.tester)
     r = client.post(
         f"/projects/{wb.single}/work/{item_id}",
         data={"csrf_token": csrf, "value": "other", "uncertain_reason": "keep me"},
@@ -241,7 +229,7 @@ def test_invalid_submission_gets_422_with_field_messages_and_saves_nothing(
         f"/projects/{wb.single}/work/{item_id}", data={"csrf_token": csrf, "value": "nonsense"}
     )
     assert r.status_code == 422 and "unknown label" in r.text
-    assert _count(wb.url, Annotation, annotator_id=wb.tester) == before
+    assert count_rows(wb.url, Annotation, annotator_id=wb.tester) == before
     # fixed, it is saved
     r = client.post(
         f"/projects/{wb.single}/work/{item_id}",
@@ -249,7 +237,7 @@ def test_invalid_submission_gets_422_with_field_messages_and_saves_nothing(
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert _count(wb.url, Annotation, annotator_id=wb.tester) == before + 1
+    assert count_rows(wb.url, Annotation, annotator_id=wb.tester) == before + 1
 
 
 def test_skip_and_flag_are_recorded(tester: tuple[TestClient, str], wb: Fixture) -> None:
@@ -259,14 +247,14 @@ def test_skip_and_flag_are_recorded(tester: tuple[TestClient, str], wb: Fixture)
         f"/projects/{wb.single}/work/{item_id}/skip", data={"csrf_token": csrf, "reason": " "}
     )
     assert r.status_code == 422 and "<code>reason</code>: a reason is required" in r.text
-    assert _count(wb.url, Skip, annotator_id=wb.tester) == 0
+    assert count_rows(wb.url, Skip, annotator_id=wb.tester) == 0
     r = client.post(
         f"/projects/{wb.single}/work/{item_id}/skip",
         data={"csrf_token": csrf, "reason": "the ticket is empty"},
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert _count(wb.url, Skip, annotator_id=wb.tester, item_id=item_id) == 1
+    assert count_rows(wb.url, Skip, annotator_id=wb.tester, item_id=item_id) == 1
     page = client.get(f"/projects/{wb.single}/work")
     assert f"Skipped item #{item_id}." in page.text
     flagged = _item_of(page.text)
