@@ -731,24 +731,9 @@ class _Fast:
         )
         existing: dict[str, Any] = {}
         if self.had_items:
-            from labelloop.projects.importer import _IN_CHUNK, _chunks, _items_t
+            from labelloop.projects.importer import existing_items
 
-            for chunk in _chunks(exts, _IN_CHUNK):
-                rows = self.session.execute(
-                    select(
-                        _items_t.c.id,
-                        _items_t.c.external_id,
-                        _items_t.c.payload,
-                        _items_t.c.metadata,
-                        _items_t.c.segments,
-                        _items_t.c.tags,
-                    ).where(
-                        _items_t.c.project_id == self.project.id,
-                        _items_t.c.external_id.in_(chunk),
-                    )
-                )
-                for found in rows:
-                    existing[found.external_id] = found
+            existing = existing_items(self.session, self.project.id, exts)
         import json
 
         new_rows: list[tuple[str, str, str]] = []

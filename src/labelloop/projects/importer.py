@@ -628,22 +628,9 @@ class _Run:
             self._remember_payload(idx, rec.payload)
         existing: dict[str, Any] = {}
         if self.project_had_items:
-            ids = [rec.external_id for rec, _i, _l in batch]
-            for chunk in _chunks(ids, _IN_CHUNK):
-                rows = self.session.execute(
-                    select(
-                        _items_t.c.id,
-                        _items_t.c.external_id,
-                        _items_t.c.payload,
-                        _items_t.c.metadata,
-                        _items_t.c.segments,
-                        _items_t.c.tags,
-                    ).where(
-                        _items_t.c.project_id == self.project.id, _items_t.c.external_id.in_(chunk)
-                    )
-                )
-                for found in rows:
-                    existing[found.external_id] = found
+            existing = existing_items(
+                self.session, self.project.id, [rec.external_id for rec, _i, _l in batch]
+            )
         new_rows: list[tuple[Any, ...]] = []
         new_ids: dict[str, int] = {}
         now, pid = self.ts(self.now), self.project.id
@@ -1091,6 +1078,28 @@ def _same(a: Any, b: Any) -> bool:
     if a == b:
         return True
     return bool(_canon(a) == _canon(b))
+
+
+def existing_items(
+    session: Session, project_id: int, external_ids: Sequence[str]
+) -> dict[str, Any]:
+    """The project's stored items among ``external_ids``, by external id (id, payload,
+    metadata, segments, tags: what an import compares a record with)."""
+    found: dict[str, Any] = {}
+    for chunk in _chunks(external_ids, _IN_CHUNK):
+        rows = session.execute(
+            select(
+                _items_t.c.id,
+                _items_t.c.external_id,
+                _items_t.c.payload,
+                _items_t.c.metadata,
+                _items_t.c.segments,
+                _items_t.c.tags,
+            ).where(_items_t.c.project_id == project_id, _items_t.c.external_id.in_(chunk))
+        )
+        for row in rows:
+            found[row.external_id] = row
+    return found
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
