@@ -31,6 +31,7 @@ from labelloop.audits.population import label_key, load_population, stratum_code
 from labelloop.audits.schemas import PolicySpec, ReviewInput
 from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from labelloop.projects.models import Annotation, Item, Project
+from labelloop.projects.validation import Violation
 from labelloop.stats import sampling
 from labelloop.store.base import utcnow
 
@@ -77,7 +78,9 @@ def create_policy(
     require(session, actor, Permission.AUDIT_MANAGE, project_id=project.id)
     name = name.strip()
     if not name:
-        raise ValidationFailed("policy name must not be empty")
+        raise ValidationFailed(
+            "policy name must not be empty", [Violation("name", "required", "give a name")]
+        )
     if session.scalar(
         select(AuditPolicy.id).where(AuditPolicy.project_id == project.id, AuditPolicy.name == name)
     ):

@@ -350,8 +350,9 @@ def sync_open_items(session: Session, project: Project, overlap: int) -> None:
     changed = False
     if item_mark > state.item_mark:
         new = select(Item.id).where(Item.project_id == project.id, Item.id > state.item_mark)
-        _refresh(session, project.id, session.scalars(new).all(), overlap)
-        state.item_count += _count(session, select(func.count()).select_from(new.subquery()))
+        new_ids = session.scalars(new).all()
+        _refresh(session, project.id, new_ids, overlap)
+        state.item_count += len(new_ids)
         state.item_mark, changed = item_mark, True
     if ann_mark > state.annotation_mark:
         touched = session.scalars(
@@ -368,19 +369,16 @@ def sync_open_items(session: Session, project: Project, overlap: int) -> None:
         _refresh(session, project.id, touched, overlap)
         state.annotation_mark, changed = ann_mark, True
     now = utcnow()
-    if (
-        _is_postgres(session)
-        and now - state.checked_at > LATE_ITEM_CHECK
-        and _item_count(session, project.id) != state.item_count
-    ):
-        missing = select(Item.id).where(
-            Item.project_id == project.id,
-            ~select(OpenItem.item_id).where(OpenItem.item_id == Item.id).exists(),
-            _annotators_of(Item.id) < overlap,
-        )
-        _refresh(session, project.id, session.scalars(missing).all(), overlap)
-        state.item_count, changed = _item_count(session, project.id), True
     if _is_postgres(session) and now - state.checked_at > LATE_ITEM_CHECK:
+        count = _item_count(session, project.id)
+        if count != state.item_count:
+            missing = select(Item.id).where(
+                Item.project_id == project.id,
+                ~select(OpenItem.item_id).where(OpenItem.item_id == Item.id).exists(),
+                _annotators_of(Item.id) < overlap,
+            )
+            _refresh(session, project.id, session.scalars(missing).all(), overlap)
+            state.item_count = count
         state.checked_at, changed = now, True
     if changed:
         state.synced_at = utcnow()
@@ -624,16 +622,22 @@ def _reason(value: str | None, field: str, what: str) -> str:
     return text
 
 
-def _held_lease(
-    session: Session, project: Project, item_id: int, annotator_id: int, now: datetime
-) -> Lease:
-    """The annotator's lease on the item; Conflict when they do not hold it or it
-    expired and the item's slots were taken meanwhile."""
+def _queued_lease(session: Session, project: Project, item_id: int, annotator_id: int) -> Lease:
+    """The annotator's lease on the item (expired or not); Conflict when there is none."""
     lease = _lease_of(session, item_id, annotator_id)
     if lease is None or lease.project_id != project.id:
         raise Conflict(
             f"item {item_id} is not in your queue; open the workbench to get your next item"
         )
+    return lease
+
+
+def _held_lease(
+    session: Session, project: Project, item_id: int, annotator_id: int, now: datetime
+) -> Lease:
+    """The annotator's lease on the item; Conflict when they do not hold it or it
+    expired and the item's slots were taken meanwhile."""
+    lease = _queued_lease(session, project, item_id, annotator_id)
     if lease.expires_at <= now and not lease.is_gold:
         settings = get_settings(session, project)
         if _item_load(session, item_id, annotator_id, now) >= settings.overlap:
@@ -730,11 +734,7 @@ def skip(
     now = now or utcnow()
     projects.get_item(session, project, item_id)
     text = _reason(reason, "reason", "skipping")
-    lease = _lease_of(session, item_id, annotator_id)
-    if lease is None or lease.project_id != project.id:
-        raise Conflict(
-            f"item {item_id} is not in your queue; open the workbench to get your next item"
-        )
+    lease = _queued_lease(session, project, item_id, annotator_id)
     if _done(session, item_id, annotator_id):
         raise Conflict(f"you already finished item {item_id}")
     record = Skip(

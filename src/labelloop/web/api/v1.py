@@ -7,7 +7,7 @@ accept ``Idempotency-Key`` (see :mod:`labelloop.web.idempotency`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import FileResponse, JSONResponse
@@ -45,7 +45,7 @@ from labelloop.web.api.schemas import (
 )
 from labelloop.web.deps import CurrentActor, SessionDep
 from labelloop.web.idempotency import IdempotencyDep
-from labelloop.web.pages.transfers import export_response
+from labelloop.web.pages.transfers import ExportFormatParam, export_response
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No or an invalid credential"},
@@ -333,8 +333,9 @@ def list_policies(project_id: int, session: SessionDep, actor: CurrentActor) -> 
 @router.get("/projects/{project_id}/audit-policies/{policy}", tags=["audits"])
 def get_policy(project_id: int, policy: str, session: SessionDep, actor: CurrentActor) -> PolicyOut:
     """One audit policy, by id or name."""
-    p = projects.get_project(session, project_id)
-    queries.policies_of(session, actor=actor, project=p)  # checks audit.review
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.AUDIT_REVIEW
+    )
     return _policy_out(session, audits.get_policy(session, p, policy))
 
 
@@ -344,8 +345,9 @@ def policy_trend(
 ) -> list[dict[str, Any]]:
     """Per closed cycle of the policy: error rate, alpha, gold accuracy and coverage with
     their intervals, and whether each changed significantly from the cycle before."""
-    p = projects.get_project(session, project_id)
-    queries.policies_of(session, actor=actor, project=p)  # checks audit.review
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.AUDIT_REVIEW
+    )
     rows: list[dict[str, Any]] = queries.as_json(
         audits.trend(session, audits.get_policy(session, p, policy))
     )
@@ -477,10 +479,6 @@ def create_policy(
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
     )
-    if not body.name.strip():
-        raise ValidationFailed(
-            "policy name must not be empty", [Violation("name", "required", "give a name")]
-        )
     policy = audits.create_policy(session, actor=actor, project=p, name=body.name, spec=body.spec)
     if not body.active:
         audits.set_policy_active(session, actor=actor, policy=policy, active=False)
@@ -569,7 +567,7 @@ def export(
     session: SessionDep,
     actor: CurrentActor,
     format: Annotated[
-        Literal["csv", "jsonl", "parquet", "label-studio"],
+        ExportFormatParam,
         Query(description="csv, jsonl, parquet (long form) or label-studio (JSON)."),
     ] = "csv",
 ) -> FileResponse:

@@ -56,10 +56,6 @@ def _manage(session: Session, actor: Actor, project_id: int) -> Project:
     )
 
 
-def _policy(session: Session, project: Project, policy_id: int) -> AuditPolicy:
-    return audits.get_policy(session, project, policy_id)
-
-
 def _split(text: str, sep: str = ",") -> list[str]:
     return [part.strip() for part in text.replace("\r", "").split(sep) if part.strip()]
 
@@ -320,7 +316,7 @@ def edit_policy_page(
     user: CurrentUser,
 ) -> Response:
     project = _manage(session, actor, project_id)
-    policy = _policy(session, project, policy_id)
+    policy = audits.get_policy(session, project, policy_id)
     return _form_page(request, project, policy, form_values(policy))
 
 
@@ -335,7 +331,7 @@ def edit_policy(
     form: PolicyFields,
 ) -> Response:
     project = _manage(session, actor, project_id)
-    policy = _policy(session, project, policy_id)
+    policy = audits.get_policy(session, project, policy_id)
     values = form.values(policy.name)
     spec, errors = parse_form(values)
     if spec is None:
@@ -354,7 +350,7 @@ def edit_policy(
         audits.set_policy_active(session, actor=actor, policy=policy, active=values["active"])
     except ValidationFailed as exc:
         session.rollback()
-        policy = _policy(session, project, policy_id)
+        policy = audits.get_policy(session, project, policy_id)
         return _form_page(
             request,
             project,
@@ -378,7 +374,7 @@ def run_policy_now(
 ) -> Response:
     """Open a run for the window ending now and show it."""
     project = _manage(session, actor, project_id)
-    policy = _policy(session, project, policy_id)
+    policy = audits.get_policy(session, project, policy_id)
     name = policy.name
     try:
         res = audits.run_now(session, actor=actor, policy=policy)

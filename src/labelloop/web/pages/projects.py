@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -35,6 +36,7 @@ def project_list(
                 "roles": queries.my_roles(session, actor=actor, project_id=p.id),
                 "can_manage": queries.may(session, actor, Permission.PROJECT_MANAGE, p.id),
                 "can_review": queries.may(session, actor, Permission.AUDIT_REVIEW, p.id),
+                "can_label": queries.may(session, actor, Permission.ANNOTATE, p.id),
             }
         )
     return render(request, "projects.html", {"rows": rows})
@@ -61,6 +63,7 @@ def project_overview(
 
 
 DASHBOARD_CACHE_SIZE = 32
+_CACHE_LOCK = threading.Lock()
 
 
 def _dashboard(
@@ -69,21 +72,23 @@ def _dashboard(
     """The totals and the rendered charts and scorecard of a snapshot. Snapshots never
     change once stored, so the HTML is rendered once per snapshot and kept (per app, the
     newest :data:`DASHBOARD_CACHE_SIZE`): a page view then costs two index lookups."""
-    cache: dict[tuple[int, datetime], tuple[dict[str, int], Markup]] | None = getattr(
-        request.app.state, "dashboards", None
-    )
-    if cache is None:
-        cache = request.app.state.dashboards = {}
     key = (snap.id, snap.computed_at)
-    hit = cache.get(key)
+    with _CACHE_LOCK:  # routes run on many worker threads
+        cache: dict[tuple[int, datetime], tuple[dict[str, int], Markup]] | None = getattr(
+            request.app.state, "dashboards", None
+        )
+        if cache is None:
+            cache = request.app.state.dashboards = {}
+        hit = cache.get(key)
     if hit is not None:
         return hit
     overview = Overview.from_payload(project, snap.payload)
     templates: Jinja2Templates = request.app.state.templates
     html = Markup(templates.get_template("_dashboard.html").render(ov=overview))
-    while len(cache) >= DASHBOARD_CACHE_SIZE:
-        cache.pop(next(iter(cache)), None)
-    cache[key] = (overview.totals, html)
+    with _CACHE_LOCK:
+        while len(cache) >= DASHBOARD_CACHE_SIZE:
+            cache.pop(next(iter(cache)), None)
+        cache[key] = (overview.totals, html)
     return overview.totals, html
 
 

@@ -23,7 +23,6 @@ Number = Annotated[str, Form(max_length=20)]
 
 def _page(
     request: Request,
-    session: Any,
     project: Any,
     values: dict[str, Any],
     errors: dict[str, str] | None = None,
@@ -51,7 +50,7 @@ def queue_settings(
         session, actor=actor, project_id=project_id, permission=Permission.PROJECT_MANAGE
     )
     current = workbench.get_settings(session, project).model_dump()
-    return _page(request, session, project, current, notice="Saved." if saved else None)
+    return _page(request, project, current, notice="Saved." if saved else None)
 
 
 @router.post("/projects/{project_id}/queue")
@@ -73,6 +72,6 @@ def update_queue_settings(
         change = SettingsIn.model_validate({k: v.strip() or None for k, v in values.items()})
     except ValidationError as exc:
         errors = {str(e["loc"][0]): e["msg"] for e in exc.errors() if e["loc"]}
-        return _page(request, session, project, values, errors, status_code=422)
+        return _page(request, project, values, errors, status_code=422)
     workbench.update_settings(session, actor=actor, project=project, change=change)
     return RedirectResponse(f"/projects/{project.id}/queue?saved=1", status_code=303)
