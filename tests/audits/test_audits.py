@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from labelloop import trail
 from labelloop.accounts import service as accounts
+from labelloop.accounts.models import User
 from labelloop.accounts.roles import Role
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditRun, AuditUnit
@@ -411,3 +412,46 @@ def test_due_windows_follow_the_cron(demo: Demo) -> None:
     spec = dict(policy.spec, missed_windows="skip")
     policy.spec = spec
     assert len(audits.due_windows(demo.session, policy, now)) == 1
+
+
+def test_dashboard_counts_first_reviews_like_the_report(demo: Demo) -> None:
+    """Second reviews measure reviewer agreement; the dashboard's audit error rates and
+    categories, like the report's, count first reviews only."""
+    from labelloop.analytics import dashboard
+
+    policy = _policy(demo, blind=False, double_review_fraction=0.5)
+    start, end = _window(demo)
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
+    rows = demo.session.execute(
+        select(
+            AuditAssignment.id, AuditAssignment.double, AuditUnit.annotator_id, AuditUnit.snapshot
+        )
+        .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
+        .where(AuditAssignment.run_id == run.id)
+    ).all()
+    assert any(r.double for r in rows)
+    for r in rows:  # every first review says correct, every second one incorrect
+        other = "refund" if r.snapshot["value"] != "refund" else "billing"
+        review = (
+            ReviewInput(
+                verdict="incorrect", corrected_value=other, error_category="attention slip",
+                severity="low",
+            )
+            if r.double
+            else ReviewInput(verdict="correct")
+        )  # fmt: skip
+        audits.record_review(demo.session, actor=OPERATOR, assignment_id=r.id, review=review)
+    overview, _ = dashboard.compute(demo.session, demo.project)
+    payload = overview.payload()
+    firsts: dict[int, int] = {}
+    for r in rows:
+        if not r.double:
+            firsts[r.annotator_id] = firsts.get(r.annotator_id, 0) + 1
+    names = dict(demo.session.execute(select(User.id, User.username)).tuples().all())
+    audited = {s["annotator"]: s for s in payload["scorecard"] if s["audit_n"]}
+    assert {a: s["audit_n"] for a, s in audited.items()} == {names[a]: n for a, n in firsts.items()}
+    assert all(s["audit_error_rate"] == 0 for s in audited.values())
+    categories = next(c for c in payload["charts"] if c["id"] == "categories")
+    assert categories["labels"] == []

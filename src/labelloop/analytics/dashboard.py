@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from labelloop.accounts.models import User
 from labelloop.analytics.schemas import Chart, Overview, ScoreRow
 from labelloop.audits import service as audits
-from labelloop.audits.models import AuditReview, AuditRun, AuditUnit
+from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, AuditUnit
 from labelloop.audits.population import _epoch, _label_from_json_text, _project_filter
 from labelloop.projects.models import Annotation, GoldLabel, Project
 from labelloop.stats import DawidSkene, Ratings, krippendorff_alpha
@@ -396,7 +396,13 @@ def _categories(session: Session, project: Project) -> Chart:
         session.execute(
             select(AuditReview.error_category, func.count(AuditReview.id))
             .join(AuditRun, AuditRun.id == AuditReview.run_id)
-            .where(AuditRun.project_id == project.id, AuditReview.verdict == "incorrect")
+            .join(AuditAssignment, AuditAssignment.id == AuditReview.assignment_id)
+            .where(
+                AuditRun.project_id == project.id,
+                AuditReview.verdict == "incorrect",
+                # second reviews measure reviewer agreement; reports count first ones
+                AuditAssignment.double.is_(False),
+            )
             .group_by(AuditReview.error_category)
             .order_by(func.count(AuditReview.id).desc(), AuditReview.error_category)
         )
@@ -482,7 +488,12 @@ def _scorecard(
         select(AuditUnit.annotator_id, AuditReview.verdict)
         .join(AuditReview, AuditReview.unit_id == AuditUnit.id)
         .join(AuditRun, AuditRun.id == AuditUnit.run_id)
-        .where(AuditRun.project_id == project.id, AuditReview.verdict != "unsure")
+        .join(AuditAssignment, AuditAssignment.id == AuditReview.assignment_id)
+        .where(
+            AuditRun.project_id == project.id,
+            AuditReview.verdict != "unsure",
+            AuditAssignment.double.is_(False),
+        )
     ).tuples():
         counts = audit.setdefault(annotator_id, [0, 0])
         counts[1] += 1
