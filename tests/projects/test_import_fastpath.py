@@ -318,6 +318,19 @@ def test_index_rebuild(
     before = indexes()
     both(session, project, [importing(session, path)])
     assert spy == ["fast"]
+    # both() rolls its SAVEPOINTs back (which would undo a drop too): import for real
+    dropped: list[list[str]] = []
+    real_drop = _fastpath._drop_indexes
+
+    def drop(*args: Any, **kwargs: Any) -> list[str]:
+        sql = real_drop(*args, **kwargs)
+        dropped.append(sql)
+        return sql
+
+    monkeypatch.setattr(_fastpath, "_drop_indexes", drop)
+    import_file(session, actor=ACTOR, path=path, project="fast")
+    if session.get_bind().dialect.name == "sqlite":
+        assert dropped and dropped[0], "the import did not drop and rebuild the indexes"
     assert indexes() == before
 
 
@@ -356,9 +369,10 @@ def test_ineligible_mappings_use_the_record_path(
     assert spy == ["fallback: column 'gold' (gold) needs the record path"]
 
 
-def test_trail_verifies(session: Session, project: Project, tmp_path: Path) -> None:
+def test_trail_verifies(session: Session, project: Project, tmp_path: Path, spy: list[str]) -> None:
     path = write(tmp_path / "a.csv", ROWS)
     import_file(session, actor=ACTOR, path=path, project="fast")
+    assert spy == ["fast"]
     assert trail.service.verify(session).ok
 
 

@@ -11,6 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 import labelloop.models  # noqa: F401
 from labelloop.settings import Settings
@@ -138,5 +139,7 @@ def test_sqlite_read_only_engine_reads_while_a_writer_holds_the_lock(tmp_path: P
         with reader.connect() as r:
             assert r.execute(text("SELECT count(*) FROM t")).scalar() == 0  # its snapshot
         assert time.perf_counter() - started < 5
+    with pytest.raises(OperationalError, match="readonly"), reader.begin() as r:
+        r.execute(text("INSERT INTO t VALUES ('through the reader')"))
     writer.dispose()
     reader.dispose()

@@ -58,10 +58,6 @@ def to_epoch(moment: datetime) -> float:
     return moment.astimezone(UTC).timestamp()
 
 
-def from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
 @dataclass(frozen=True, eq=False)
 class Population:
     """Columns of the window's annotations, in annotation-id order."""
@@ -408,15 +404,6 @@ def stratum_codes(
         names_out.append(" | ".join(reversed(parts)))
     # keys are in combined-code order, which is the lexicographic order of the parts
     return inverse.reshape(-1).astype(np.int64), names_out
-
-
-def stratum_labels(
-    session: Session, project: Project, spec: PolicySpec, pop: Population, start: datetime
-) -> ObjArray:
-    """The stratum name of every annotation (see :func:`stratum_codes`)."""
-    codes, names = stratum_codes(session, project, spec, pop, start)
-    out: ObjArray = np.asarray(names, dtype=object)[codes]
-    return out
 
 
 # ---------------------------------------------------------------------------- sessions

@@ -368,7 +368,7 @@ def submit_annotation(
     item = session.execute(_ITEM_FOR_ANNOTATION, {"item_id": item_id}).first()
     if item is None or item.project_id != project.id:
         raise NotFound(f"no item {item_id} in project {project.name!r}")
-    # the caller's own user was loaded when the caller was authenticated
+    # the caller's own account was found when the caller was authenticated
     if annotator_id != actor.user_id and session.get(User, annotator_id) is None:
         raise NotFound(f"no user with id {annotator_id}")
     schema = schema_of(project)

@@ -73,6 +73,11 @@ def _release(info: dict[str, Any]) -> None:
         lock.release()
 
 
+def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
+    # a write through a read-only engine fails at once instead of taking the write lock
+    dbapi_connection.execute("PRAGMA query_only=ON")
+
+
 def _sqlite_deferred_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
@@ -97,6 +102,7 @@ def make_engine(
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         if read_only:
+            event.listen(engine, "connect", _sqlite_query_only)
             event.listen(engine, "begin", _sqlite_deferred_begin)
             return engine
         writers = _SQLiteWriters(SQLITE_BUSY_TIMEOUT_MS / 1000)
