@@ -10,13 +10,16 @@ copied file; ``bench_web`` created from the template), so every run starts from 
 data. On the copy, the dashboard snapshot is computed first, in a child process that
 reports its time and peak RSS.
 
-Run: ``labelloop serve`` in a subprocess; ``--clients`` closed-loop clients (httpx,
-asyncio, one process) each submit a valid new annotation on a random item with
-``POST /api/v1/projects/{id}/annotations`` and a bearer token, then pause for an
-exponential time with mean ``--think`` seconds (0: none), for ``--seconds``; one more client, signed in as the lead with a session cookie, loads
+Run: ``labelloop serve`` in a subprocess and ``--clients`` closed-loop clients (httpx,
+asyncio, one process). First every client sends one untimed submission, all at once:
+it opens the client's connection and the server's pooled database connections (reported
+apart as ``warm_up``). Then, for ``--seconds``, each client submits a valid new
+annotation on a random item with ``POST /api/v1/projects/{id}/annotations`` and a bearer
+token, and pauses for an exponential time with mean ``--think`` seconds (0: none). One
+more client, signed in as the lead with a session cookie (and one untimed view), loads
 ``GET /projects/{id}`` (the dashboard) at most once per ``--dashboard-every`` seconds
-(0: back to back). Latencies are measured by the clients
-(request sent to response read). Any non-2xx answer or transport error is an error.
+(0: back to back). Latencies are measured by the clients (request sent to response
+read). Any non-2xx answer or transport error is an error.
 
     .venv/bin/python benchmarks/bench_web.py                          # 1M, 60 s, both
     .venv/bin/python benchmarks/bench_web.py --annotations 100000 --seconds 20 \\
@@ -330,10 +333,40 @@ class Recorder:
         return out
 
 
+def _submission(rng: random.Random, items: tuple[int, int]) -> dict[str, Any]:
+    """A valid new annotation of a random item, as an annotator's client sends it."""
+    active = round(rng.uniform(2, 120), 3)
+    done = datetime.now(UTC)
+    return {
+        "item_id": rng.randint(*items),
+        "value": rng.choice(LABELS),
+        "started_at": (done - timedelta(seconds=active)).isoformat(),
+        "submitted_at": done.isoformat(),
+        "active_seconds": active,
+        "external_key": secrets.token_hex(8),
+    }
+
+
+def _annotator_client(token: str) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(headers=headers, timeout=60, limits=LIMITS, verify=_TLS)
+
+
+async def _warm_up(
+    client: httpx.AsyncClient, url: str, items: tuple[int, int], seed: int, rec: Recorder
+) -> None:
+    """One untimed submission per client before the timed window: it opens the client's
+    connection while the server opens its pooled database connections."""
+    t0 = time.perf_counter()
+    r = await client.post(url, json=_submission(random.Random(-seed - 1), items))
+    if r.status_code != 201:
+        raise SystemExit(f"warm-up submission answered {r.status_code}: {r.text[:200]}")
+    rec.latencies.append(time.perf_counter() - t0)
+
+
 async def _annotator(
-    base: str,
-    token: str,
-    project_id: int,
+    client: httpx.AsyncClient,
+    url: str,
     items: tuple[int, int],
     stop: float,
     rec: Recorder,
@@ -343,33 +376,21 @@ async def _annotator(
     rng = random.Random(seed)
     if think > 0:  # start spread out, as a team does
         await asyncio.sleep(rng.uniform(0, think))
-    url = f"{base}/api/v1/projects/{project_id}/annotations"
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(headers=headers, timeout=60, limits=LIMITS, verify=_TLS) as client:
-        while time.perf_counter() < stop:
-            active = round(rng.uniform(2, 120), 3)
-            done = datetime.now(UTC)
-            body = {
-                "item_id": rng.randint(*items),
-                "value": rng.choice(LABELS),
-                "started_at": (done - timedelta(seconds=active)).isoformat(),
-                "submitted_at": done.isoformat(),
-                "active_seconds": active,
-                "external_key": secrets.token_hex(8),
-            }
-            t0 = time.perf_counter()
-            try:
-                r = await client.post(url, json=body)
-            except httpx.HTTPError as exc:
-                rec.error(type(exc).__name__)
-                continue
-            elapsed = time.perf_counter() - t0
-            if r.status_code == 201:
-                rec.latencies.append(elapsed)
-            else:
-                rec.error(f"HTTP {r.status_code}")
-            if think > 0:
-                await asyncio.sleep(min(rng.expovariate(1 / think), stop - time.perf_counter()))
+    while time.perf_counter() < stop:
+        body = _submission(rng, items)
+        t0 = time.perf_counter()
+        try:
+            r = await client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            rec.error(type(exc).__name__)
+            continue
+        elapsed = time.perf_counter() - t0
+        if r.status_code == 201:
+            rec.latencies.append(elapsed)
+        else:
+            rec.error(f"HTTP {r.status_code}")
+        if think > 0:
+            await asyncio.sleep(min(rng.expovariate(1 / think), stop - time.perf_counter()))
 
 
 async def _sign_in(client: httpx.AsyncClient) -> None:
@@ -391,33 +412,43 @@ async def _sign_in(client: httpx.AsyncClient) -> None:
         return
 
 
+async def _lead_client(base: str, project_id: int) -> httpx.AsyncClient:
+    """The lead's client, signed in, after one untimed dashboard view."""
+    client = httpx.AsyncClient(base_url=base, timeout=60, limits=LIMITS, verify=_TLS)
+    await _sign_in(client)
+    warm = await client.get(f"/projects/{project_id}")
+    if warm.status_code != 200:
+        raise SystemExit(f"dashboard answered {warm.status_code}")
+    return client
+
+
 async def _lead(
-    base: str, project_id: int, stop: float, rec: Recorder, seen: dict[str, Any], every: float
+    client: httpx.AsyncClient,
+    project_id: int,
+    stop: float,
+    rec: Recorder,
+    seen: dict[str, Any],
+    every: float,
 ) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=LIMITS, verify=_TLS) as client:
-        await _sign_in(client)
-        warm = await client.get(f"/projects/{project_id}")  # not timed
-        if warm.status_code != 200:
-            raise SystemExit(f"dashboard answered {warm.status_code}")
-        while time.perf_counter() < stop:
-            t0 = time.perf_counter()
-            try:
-                r = await client.get(f"/projects/{project_id}")
-            except httpx.HTTPError as exc:
-                rec.error(type(exc).__name__)
-                continue
-            elapsed = time.perf_counter() - t0
-            if r.status_code == 200 and 'id="scorecard"' in r.text:
-                rec.latencies.append(elapsed)
-                seen["last_freshness"] = (
-                    r.text.split('id="freshness">', 1)[1].split("<button", 1)[0].split()
-                    if 'id="freshness">' in r.text
-                    else None
-                )
-            else:
-                rec.error(f"HTTP {r.status_code}")
-            if every > elapsed:
-                await asyncio.sleep(min(every - elapsed, max(0.0, stop - time.perf_counter())))
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        try:
+            r = await client.get(f"/projects/{project_id}")
+        except httpx.HTTPError as exc:
+            rec.error(type(exc).__name__)
+            continue
+        elapsed = time.perf_counter() - t0
+        if r.status_code == 200 and 'id="scorecard"' in r.text:
+            rec.latencies.append(elapsed)
+            seen["last_freshness"] = (
+                r.text.split('id="freshness">', 1)[1].split("<button", 1)[0].split()
+                if 'id="freshness">' in r.text
+                else None
+            )
+        else:
+            rec.error(f"HTTP {r.status_code}")
+        if every > elapsed:
+            await asyncio.sleep(min(every - elapsed, max(0.0, stop - time.perf_counter())))
 
 
 async def load(
@@ -428,22 +459,27 @@ async def load(
     think: float,
     dashboard_every: float = 1.0,
 ) -> dict[str, Any]:
-    subs, dash, seen = Recorder(), Recorder(), {}
-    start = time.perf_counter()
-    stop = start + seconds
+    """Warm up every client (untimed, reported apart), then run the timed window."""
+    subs, dash, warm, seen = Recorder(), Recorder(), Recorder(), {}
     tokens = info["tokens"][:clients]
     if len(tokens) < clients:
         raise SystemExit(f"the cached setup has {len(tokens)} tokens; rerun with --rebuild")
-    await asyncio.gather(
-        _lead(base, info["project_id"], stop, dash, seen, dashboard_every),
-        *(
-            _annotator(
-                base, tok, info["project_id"], tuple(info["item_id_range"]), stop, subs, i, think
-            )
-            for i, tok in enumerate(tokens)
-        ),
-    )
-    wall = time.perf_counter() - start
+    project_id, items = info["project_id"], tuple(info["item_id_range"])
+    url = f"{base}/api/v1/projects/{project_id}/annotations"
+    lead = await _lead_client(base, project_id)
+    annotators = [_annotator_client(tok) for tok in tokens]
+    try:
+        await asyncio.gather(*(_warm_up(c, url, items, i, warm) for i, c in enumerate(annotators)))
+        start = time.perf_counter()
+        stop = start + seconds
+        await asyncio.gather(
+            _lead(lead, project_id, stop, dash, seen, dashboard_every),
+            *(_annotator(c, url, items, stop, subs, i, think) for i, c in enumerate(annotators)),
+        )
+        wall = time.perf_counter() - start
+    finally:
+        for c in [lead, *annotators]:
+            await c.aclose()
     freshness = re.sub(r"<[^>]+>", "", " ".join(seen.get("last_freshness") or []))
     return {
         "seconds": round(wall, 1),
@@ -452,6 +488,7 @@ async def load(
         "dashboard_every_seconds": dashboard_every,
         "submissions": subs.summary(wall),
         "dashboard": dash.summary(wall),
+        "warm_up": {k: v for k, v in warm.summary(wall).items() if k != "per_second"},
         "dashboard_freshness_at_end": freshness,
     }
 
@@ -511,6 +548,11 @@ def _show(backend: str, r: dict[str, Any]) -> None:
             f"{s['per_second']:>7,.1f}/s  p50 {s.get('p50_ms')} ms  p95 {s.get('p95_ms')} ms  "
             f"p99 {s.get('p99_ms')} ms  max {s.get('max_ms')} ms  errors {s['errors']}"
         )
+    w = r["warm_up"]
+    _log(
+        f"{backend:<10} warm-up     {w['requests']:>7,} untimed (all clients at once)  "
+        f"p50 {w.get('p50_ms')} ms  max {w.get('max_ms')} ms  errors {w['errors']}"
+    )
     _log(
         f"{backend:<10} server CPU {r['server_cpu_seconds']} s "
         f"({r['server_cpu_ms_per_request']} ms per request), client CPU "

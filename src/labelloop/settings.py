@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     echo_sql: bool = False
+    #: Database connections each engine keeps open, and how many more it may open at
+    #: busy moments (closed again when returned). Each ``labelloop serve`` process has
+    #: two engines (writes and reads); mind PostgreSQL's ``max_connections``.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
 
     def ensure_secret_key(self) -> str:
         """The signing key: from the environment, else read from (or generated into)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from labelloop.cli import app as cli
-from labelloop.web import serve
+from labelloop.web import asgi
 from tests.web.conftest import ROLE_USERS, Demo, login
 
 
@@ -19,10 +19,10 @@ def test_workers_share_database_and_session_key(
 ) -> None:
     monkeypatch.setenv("LABELLOOP_DATABASE_URL", demo.url)
     monkeypatch.setenv("LABELLOOP_SECRET_KEY", "shared-worker-key-" + "y" * 32)
-    monkeypatch.setenv(serve.SECURE_COOKIES_ENV, "")
+    monkeypatch.setenv(asgi.SECURE_COOKIES_ENV, "")
     with (
-        TestClient(serve.app_from_environment()) as first,
-        TestClient(serve.app_from_environment()) as second,
+        TestClient(asgi.app_from_environment()) as first,
+        TestClient(asgi.app_from_environment()) as second,
     ):
         login(first, ROLE_USERS["lead"])
         second.cookies.update(first.cookies)  # the next request lands on another worker
@@ -46,14 +46,14 @@ def test_serve_hands_settings_to_workers(
     monkeypatch.setattr(uvicorn, "run", fake_run)
     # serve sets these for its workers: setting them here first makes monkeypatch put
     # back the state from before the test (delenv of an absent variable records nothing)
-    for name in ("LABELLOOP_DATABASE_URL", "LABELLOOP_SECRET_KEY", serve.SECURE_COOKIES_ENV):
+    for name in ("LABELLOOP_DATABASE_URL", "LABELLOOP_SECRET_KEY", asgi.SECURE_COOKIES_ENV):
         monkeypatch.setenv(name, "")
     monkeypatch.setenv("LABELLOOP_SECRET_KEY_FILE", str(tmp_path / "secret"))
     result = CliRunner().invoke(
         cli, ["serve", "--workers", "3", "--port", "8123", "--database-url", demo.url]
     )
     assert result.exit_code == 0, result.output
-    assert calls["target"] == "labelloop.web.serve:app_from_environment"
+    assert calls["target"] == "labelloop.web.asgi:app_from_environment"
     assert calls["kwargs"] == {
         "factory": True,
         "host": "127.0.0.1",

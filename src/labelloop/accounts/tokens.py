@@ -174,9 +174,23 @@ _BY_HASH = (
 )
 
 
-def authenticate(session: Session, plaintext: str) -> Actor | None:
-    """The actor a bearer token stands for, or ``None`` (unknown, revoked, expired, or
-    its user deactivated). Records ``last_used_at`` at most once a minute."""
+#: How stale ``last_used_at`` may get before a use records it again.
+TOUCH_EVERY_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """A valid token's actor, and whether its ``last_used_at`` is due to be recorded."""
+
+    actor: Actor
+    token_id: int
+    touch_due: bool
+
+
+def lookup(session: Session, plaintext: str) -> TokenUse | None:
+    """Read-only half of :func:`authenticate`: the actor a bearer token stands for, or
+    ``None`` (unknown, revoked, expired, or its user deactivated). Writes nothing, so it
+    can run on a read-only session; record the use with :func:`touch`."""
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 200:
         return None
     token = session.execute(_BY_HASH, {"token_hash": hash_token(plaintext)}).first()
@@ -187,8 +201,27 @@ def authenticate(session: Session, plaintext: str) -> Actor | None:
         return None
     if token.expires_at is not None and token.expires_at <= now:
         return None
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
-    return Actor.for_token(
+    due = (
+        token.last_used_at is None
+        or (now - token.last_used_at).total_seconds() > TOUCH_EVERY_SECONDS
+    )
+    actor = Actor.for_token(
         token.user_id, token.username, project_id=token.project_id, role=token.role
     )
+    return TokenUse(actor, token.id, due)
+
+
+def touch(session: Session, token_id: int) -> None:
+    """Record that a token was used now (bookkeeping, not a trail event)."""
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
+
+
+def authenticate(session: Session, plaintext: str) -> Actor | None:
+    """The actor a bearer token stands for, or ``None`` (see :func:`lookup`). Records
+    ``last_used_at`` at most once a minute."""
+    use = lookup(session, plaintext)
+    if use is None:
+        return None
+    if use.touch_due:
+        touch(session, use.token_id)
+    return use.actor

@@ -91,14 +91,21 @@ def make_engine(
     transactions with a deferred ``BEGIN``: one consistent WAL snapshot and no write
     lock, so a long read does not hold up writers. They must not write.
     """
+    pool: dict[str, Any] = {}
     if isinstance(url_or_settings, Settings):
         url, echo = url_or_settings.database_url, url_or_settings.echo_sql or echo
+        pool = {
+            "pool_size": url_or_settings.db_pool_size,
+            "max_overflow": url_or_settings.db_max_overflow,
+        }
     else:
         url = url_or_settings
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            pool = {}  # one shared connection (SingletonThreadPool): no pool sizes
         engine = create_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         if read_only:
@@ -114,7 +121,7 @@ def make_engine(
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    return create_engine(parsed, echo=echo, pool_pre_ping=True, **pool)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -35,6 +35,21 @@ def canonical(fields: dict[str, Any]) -> str:
     return json.dumps(jsonable(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def canonical_up_to_seq(fields: dict[str, Any]) -> str:
+    """The canonical JSON of an event's hashed fields up to its sequence number.
+
+    ``seq`` sorts last among the hashed fields, so for ``fields`` without ``seq``::
+
+        canonical(fields | {"seq": n}) == canonical_up_to_seq(fields) + str(n) + "}"
+
+    which lets a database that assigns ``n`` compute the hash in the same statement.
+    """
+    if any(key >= "seq" for key in fields):
+        raise ValueError("fields must not hold 'seq' or keys that sort after it")
+    body = canonical(fields)[:-1]
+    return body + (',"seq":' if fields else '"seq":')
+
+
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     """SHA-256 over the previous hash and the canonical event."""
     digest = hashlib.sha256()

@@ -11,34 +11,80 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, Text, bindparam, func, insert, literal, literal_column, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from labelloop.store.base import utcnow
-from labelloop.trail.chain import GENESIS, event_hash, hashed_fields, jsonable
+from labelloop.trail.chain import (
+    GENESIS,
+    canonical_up_to_seq,
+    event_hash,
+    hashed_fields,
+    jsonable,
+)
 from labelloop.trail.models import Event, TrailHead
 
-#: Statements on the head's table, built once: appends run on every write, and plain
-#: SQL skips the ORM's per-statement work (the head is read back only by :func:`verify`,
-#: which reloads it).
+#: Statements built once: appends run on every write, and plain SQL skips the ORM's
+#: unit of work (the rows are read back only by :func:`verify`, which reloads them).
+_EVENTS = cast(Table, Event.__table__)
 _HEAD_TABLE = cast(Table, TrailHead.__table__)
 _HEAD = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == 1)
-_HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _SET_HEAD = (
     update(_HEAD_TABLE)
     .where(_HEAD_TABLE.c.id == 1)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
+_INSERT_EVENT = insert(_EVENTS)
+#: The event columns given by the caller (the rest are chained: seq, prev_hash, hash).
+_GIVEN = (
+    "created_at",
+    "actor",
+    "action",
+    "entity_type",
+    "entity_id",
+    "project_id",
+    "before",
+    "after",
+)
 
 
-def _head(session: Session) -> tuple[int, str]:
-    """The head's (seq, hash), locked on PostgreSQL; created on the first append."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    row = session.execute(_HEAD_FOR_UPDATE if postgresql else _HEAD).first()
-    if row is None:
-        session.execute(insert(_HEAD_TABLE).values(id=1, seq=0, hash=GENESIS))
-        return 0, GENESIS
-    return row.seq, row.hash
+def _append_in_one_statement() -> Any:
+    """PostgreSQL: lock the head, insert the event and move the head in one statement.
+
+    The hash is computed by the database (``sha256``, PostgreSQL 11+) from the head's
+    hash, the event's canonical JSON up to its sequence number (``:body``, see
+    :func:`~labelloop.trail.chain.canonical_up_to_seq`) and the sequence number, so the
+    head's row lock is taken and released around one round trip and the commit, not
+    around several statements and the Python work between them.
+
+    The final ``UPDATE`` must not filter on the head's columns: it scans the head as of
+    the statement's snapshot, which under a concurrent writer is older than the version
+    the ``FOR UPDATE`` waited for; PostgreSQL moves the update to the newest version.
+    """
+    old = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == 1)
+    head = old.with_for_update().cte("head")
+    seq = head.c.seq + 1
+    text = head.c.hash + bindparam("body", type_=Text()) + sql_cast(seq, Text()) + literal("}")
+    digest = func.encode(func.sha256(func.convert_to(text, literal("UTF8"))), literal("hex"))
+    values = [bindparam(name, type_=_EVENTS.c[name].type) for name in _GIVEN]
+    event = (
+        insert(_EVENTS)
+        .from_select(
+            ["seq", *_GIVEN, "prev_hash", "hash"], select(seq, *values, head.c.hash, digest)
+        )
+        .returning(_EVENTS.c.seq, _EVENTS.c.hash, literal_column("1").label("head_id"))
+        .cte("event")
+    )
+    return (
+        update(_HEAD_TABLE)
+        .where(_HEAD_TABLE.c.id == event.c.head_id)
+        .values(seq=event.c.seq, hash=event.c.hash)
+        .returning(_HEAD_TABLE.c.seq)
+    )
+
+
+_APPEND_PG = _append_in_one_statement()
 
 
 def append(
@@ -51,42 +97,47 @@ def append(
     project_id: int | None = None,
     before: Any = None,
     after: Any = None,
-) -> Event:
-    """Append one event to the chain within the current transaction."""
-    head_seq, head_hash = _head(session)
+) -> None:
+    """Append one event to the chain within the current transaction.
+
+    Concurrent writers are ordered by the head row: locked with ``FOR UPDATE`` on
+    PostgreSQL (one statement, see :func:`_append_in_one_statement`); SQLite writers
+    already hold the database's write lock.
+    """
+    row: dict[str, Any] = {
+        "created_at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": None if entity_id is None else str(entity_id),
+        "project_id": project_id,
+        "before": jsonable(before),
+        "after": jsonable(after),
+    }
+    fields = hashed_fields(seq=0, **row)
+    del fields["seq"]
+    if session.get_bind().dialect.name == "postgresql":
+        body = canonical_up_to_seq(fields)
+        if session.execute(_APPEND_PG, {**row, "body": body}).first() is None:
+            _create_head(session)
+            session.execute(_APPEND_PG, {**row, "body": body})
+        return
+    head = session.execute(_HEAD).first()
+    if head is None:
+        _create_head(session)
+        head_seq, head_hash = 0, GENESIS
+    else:
+        head_seq, head_hash = head.seq, head.hash
     seq = head_seq + 1
-    created_at = utcnow()
-    before_j, after_j = jsonable(before), jsonable(after)
-    ent = None if entity_id is None else str(entity_id)
-    fields = hashed_fields(
-        seq=seq,
-        created_at=created_at,
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_id=ent,
-        project_id=project_id,
-        before=before_j,
-        after=after_j,
-    )
-    digest = event_hash(head_hash, fields)
-    event = Event(
-        seq=seq,
-        created_at=created_at,
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_id=ent,
-        project_id=project_id,
-        before=before_j,
-        after=after_j,
-        prev_hash=head_hash,
-        hash=digest,
-    )
-    session.add(event)
-    session.flush()
+    digest = event_hash(head_hash, fields | {"seq": seq})
+    session.execute(_INSERT_EVENT, {**row, "seq": seq, "prev_hash": head_hash, "hash": digest})
     session.execute(_SET_HEAD, {"new_seq": seq, "new_hash": digest})
-    return event
+
+
+def _create_head(session: Session) -> None:
+    """The head row, created by the first append (a concurrent first append fails on
+    its primary key and rolls back)."""
+    session.execute(insert(_HEAD_TABLE).values(id=1, seq=0, hash=GENESIS))
 
 
 @dataclass(frozen=True)

@@ -80,19 +80,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Sync routes and dependencies run on worker threads. On SQLite a request takes
-        # the write lock at its first query (BEGIN IMMEDIATE, in the auth dependency)
-        # and needs another thread for its route: with threads fewer than requests in
-        # flight, the threads could all be waiting for that lock while its holder waits
-        # for a thread. Leave threads to spare.
+        # Sync routes and dependencies run on worker threads; leave threads to spare for
+        # requests that wait (for a pooled connection, a lock, or a long read).
         to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
         engine = make_engine(settings)
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
+        # SQLite: callers are looked up through a read-only engine (see web/deps.py)
+        reader = make_engine(settings, read_only=True) if engine.dialect.name == "sqlite" else None
+        app.state.read_sessions = None if reader is None else make_session_factory(reader)
         try:
             yield
         finally:
             engine.dispose()
+            if reader is not None:
+                reader.dispose()
 
     app = FastAPI(
         title="LabelLoop",

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from labelloop.cli._common import DatabaseUrl, console, settings_for
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
 
 
 def serve_cmd(
@@ -39,6 +36,7 @@ def serve_cmd(
     import uvicorn
 
     from labelloop.web import create_app
+    from labelloop.web.asgi import SECURE_COOKIES_ENV
 
     settings = settings_for(database_url)
     if host:
@@ -56,21 +54,10 @@ def serve_cmd(
     os.environ["LABELLOOP_SECRET_KEY"] = settings.ensure_secret_key()
     os.environ[SECURE_COOKIES_ENV] = "1" if secure_cookies else ""
     uvicorn.run(
-        f"{__name__}:app_from_environment",
+        "labelloop.web.asgi:app_from_environment",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=workers,
         log_level="info",
     )
-
-
-SECURE_COOKIES_ENV = "LABELLOOP_SERVE_SECURE_COOKIES"
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one ``--workers`` process, configured from ``LABELLOOP_*`` variables."""
-    from labelloop.settings import Settings
-    from labelloop.web import create_app
-
-    return create_app(Settings(), secure_cookies=bool(os.environ.get(SECURE_COOKIES_ENV)))

@@ -43,7 +43,7 @@ from labelloop.web.api.schemas import (
     ProjectOut,
     RunOut,
 )
-from labelloop.web.deps import CurrentActor, SessionDep
+from labelloop.web.deps import CurrentActor, SessionDep, TransactionRoute
 from labelloop.web.idempotency import IdempotencyDep
 from labelloop.web.pages.transfers import ExportFormatParam, export_response
 
@@ -58,7 +58,7 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "Conflict, or the same key is in flight"},
 }
 
-router = APIRouter(responses=ERRORS)
+router = APIRouter(responses=ERRORS, route_class=TransactionRoute)
 
 
 def _project_out(session: Any, actor: Any, p: Project, counts: bool = False) -> ProjectOut:

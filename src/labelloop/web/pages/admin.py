@@ -9,10 +9,10 @@ from fastapi.responses import RedirectResponse, Response
 
 from labelloop.accounts import service as accounts
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
+from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 
 @router.get("/admin/users")

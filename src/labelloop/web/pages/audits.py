@@ -16,11 +16,11 @@ from labelloop.audits.schemas import SEVERITIES, ReviewInput
 from labelloop.errors import Conflict, ValidationFailed
 from labelloop.projects import service as projects
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
+from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.errors import details_of
 from labelloop.web.templating import render
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 #: The stored report is a standalone document with its own inline style.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"

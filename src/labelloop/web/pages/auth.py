@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from labelloop.accounts.models import User
 from labelloop.accounts.service import check_password
-from labelloop.web.deps import CurrentActor, OptionalActor, SessionDep
+from labelloop.web.deps import CurrentActor, OptionalActor, SessionDep, TransactionRoute
 from labelloop.web.errors import TooManyAttempts
 from labelloop.web.security import LoginThrottle, password_fingerprint
 from labelloop.web.templating import render
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 
 def _safe_next(target: str | None) -> str:

@@ -26,10 +26,10 @@ from labelloop.errors import Conflict, ValidationFailed
 from labelloop.projects.models import Project
 from labelloop.store.base import utcnow
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
+from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 #: PolicySpec fields that have their own form field; every other field is "advanced".
 FORM_FIELDS = (

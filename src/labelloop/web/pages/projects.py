@@ -17,10 +17,10 @@ from labelloop.analytics.schemas import Overview
 from labelloop.projects import service as projects
 from labelloop.projects.models import Project
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
+from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 
 @router.get("/")

@@ -11,12 +11,12 @@ from pydantic import ValidationError
 
 from labelloop.accounts.roles import Permission
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
+from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 from labelloop.workbench import service as workbench
 from labelloop.workbench.schemas import SettingsIn
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 Number = Annotated[str, Form(max_length=20)]
 

@@ -28,10 +28,10 @@ from labelloop.projects.exporter import EXPORT_FORMATS, export_project
 from labelloop.projects.importer import MAX_ISSUES, import_file
 from labelloop.projects.models import Project
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
+from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 IMPORT_FORMATS = ("auto", "label-studio", "cvat", "prodigy", "doccano", "csv", "jsonl", "parquet")
 #: The largest upload accepted (bytes); larger ones get 413.

@@ -27,13 +27,13 @@ from labelloop.projects.models import Project
 from labelloop.projects.schemas import LabelSchema, Rule
 from labelloop.projects.validation import Violation
 from labelloop.web.app import PAGE_CSP
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep
+from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.errors import details_of
 from labelloop.web.templating import render
 from labelloop.workbench import service as workbench
 from labelloop.workbench.schemas import MAX_REASON, WorkItem
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionRoute)
 
 #: Keys the page keeps for itself (labels may not take them unless the schema says so).
 RESERVED_KEYS = ("s", "f", "g")
