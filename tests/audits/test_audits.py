@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from labelloop.audits.render import to_html, to_json, to_markdown
 from labelloop.audits.schemas import PolicySpec, ReviewInput
 from labelloop.demo import audits as demo_audits
 from labelloop.errors import Conflict, PermissionDenied, ValidationFailed
-from labelloop.projects.models import Annotation
+from labelloop.projects.models import Annotation, Item
 
 from .conftest import OPERATOR, Demo
 
@@ -387,6 +388,62 @@ def test_report_has_every_section_with_intervals(demo: Demo) -> None:
         and "<script" not in page
     )
     assert to_json(rep) == js  # stable
+
+
+def test_edge_cases_count_items_that_existed_by_the_window_end(demo: Demo) -> None:
+    """Checked against a plain reading of every item: the population is the project's
+    items created (in the source tool, else in the store) before the window ends; one
+    item moved past the window's end leaves every share."""
+    policy = _policy(demo)
+    start, end = _window(demo)
+    run = audits.open_run(
+        demo.session, actor=OPERATOR, policy=policy, window_start=start, window_end=end
+    ).run
+    demo_audits._review(
+        demo.session, actor=OPERATOR, run=run, data=demo.data, rng=np.random.default_rng(0)
+    )
+    items = demo.session.execute(
+        select(Item.id, Item.tags, Item.meta, Item.created_at).where(
+            Item.project_id == demo.project.id
+        )
+    ).all()
+    edge = [i for i in items if "edge-case" in (i.tags or [])]
+    assert edge
+    late = edge[0]
+    meta = dict(late.meta or {}) | {"created_at": (run.window_end + timedelta(days=1)).isoformat()}
+    demo.session.execute(update(Item).where(Item.id == late.id).values(meta=meta))
+    demo.session.flush()
+    run = audits.close_run(demo.session, actor=OPERATOR, run=run)
+    rep = run.report
+    assert rep is not None
+
+    def born(i: Any) -> datetime:
+        when = (i.meta or {}).get("created_at") if i.id != late.id else meta["created_at"]
+        return datetime.fromisoformat(when) if isinstance(when, str) else i.created_at
+
+    existing = {i.id for i in items if born(i) < run.window_end}
+    edges = {i.id for i in edge} & existing
+    labelled = set(
+        demo.session.scalars(
+            select(Annotation.item_id).where(
+                Annotation.project_id == demo.project.id,
+                Annotation.submitted_at >= run.window_start,
+                Annotation.submitted_at < run.window_end,
+            )
+        )
+    )
+    audited = set(demo.session.scalars(select(AuditUnit.item_id).where(AuditUnit.run_id == run.id)))
+    got = rep["edge_cases"]
+    assert late.id not in existing
+    assert got["population_share"] == pytest.approx(len(edges) / len(existing), abs=1e-4)
+    assert got["labelled_in_window"]["n"] == len(edges)
+    assert got["labelled_in_window"]["value"] == pytest.approx(
+        len(edges & labelled) / len(edges), abs=1e-4
+    )
+    assert got["share_of_labelled"] == pytest.approx(
+        len(edges & labelled) / len(labelled), abs=1e-4
+    )
+    assert got["share_of_audited"] == pytest.approx(len(edges & audited) / len(audited), abs=1e-4)
 
 
 def test_comparison_and_trend_across_cycles(demo: Demo) -> None:

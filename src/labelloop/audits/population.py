@@ -174,6 +174,38 @@ def tagged_items(session: Session, project: Project, tag: str) -> set[int]:
     return {int(item_id) for item_id, text in rows if text and needle in text}
 
 
+def items_created_before(session: Session, project: Project, when: datetime) -> set[int]:
+    """Ids of the project's items that existed before ``when``: created then in the
+    source tool (``meta["created_at"]``, kept by imports) or, lacking that, stored then.
+
+    Items without a source time are filtered in SQL; only the others are parsed.
+    """
+    source_time = Item.meta["created_at"].as_string()
+    mine = Item.project_id == project.id
+    ids = set(
+        session.scalars(select(Item.id).where(mine, source_time.is_(None), Item.created_at < when))
+    )
+    for item_id, text, stored in session.execute(
+        select(Item.id, source_time, Item.created_at).where(mine, source_time.is_not(None))
+    ):
+        if (parse_time(text) or stored) < when:
+            ids.add(item_id)
+    return ids
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A datetime from a datetime or an ISO 8601 string (naive means UTC), else None."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
 def load_population(
     session: Session,
     project: Project,

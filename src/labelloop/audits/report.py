@@ -27,7 +27,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,14 @@ from sqlalchemy.orm import Session
 
 from labelloop.accounts.models import User
 from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, AuditUnit
-from labelloop.audits.population import label_key, lateness, load_population, tagged_items
+from labelloop.audits.population import (
+    items_created_before,
+    label_key,
+    lateness,
+    load_population,
+    parse_time,
+    tagged_items,
+)
 from labelloop.audits.schemas import SEVERITY_WEIGHT, PolicySpec
 from labelloop.projects.models import Annotation, GoldLabel, Item, Project
 from labelloop.stats import sampling
@@ -286,18 +293,6 @@ def _domain(
     return out
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
-
-
 def compute_report(
     session: Session, run: AuditRun, *, previous: AuditRun | None = None
 ) -> dict[str, Any]:
@@ -321,7 +316,7 @@ def compute_report(
             stratum=u.stratum,
             pi=u.inclusion_probability,
             given=label_key(snap.get("value")),
-            submitted_at=_parse_time(snap.get("submitted_at")),
+            submitted_at=parse_time(snap.get("submitted_at")),
             segments=snap.get("segments") or {},
             tags=snap.get("tags") or [],
         )
@@ -546,20 +541,20 @@ def compute_report(
     # ---- patterns
     report["patterns"] = _patterns(all_units, confidence)
 
-    # ---- edge cases (population: the items labelled in the window)
+    # ---- edge cases: among the project's items that existed by the window's end
+    existing = items_created_before(session, project, run.window_end)
+    edge_items = tagged_items(session, project, "edge-case") & existing
     labelled_items = set(item_ids)
-    edge_items = tagged_items(session, project, "edge-case")
-    edge_labelled = edge_items & labelled_items
     audited_items = {u.item_id for u in all_units}
-    edge_in_project = len(edge_items)
     report["edge_cases"] = {
-        "population_share": _r(len(edge_labelled) / len(labelled_items))
+        "population_share": _r(len(edge_items) / len(existing)) if existing else None,
+        "labelled_in_window": _wilson(len(edge_items & labelled_items), len(edge_items), confidence)
+        if edge_items
+        else None,
+        "share_of_labelled": _r(len(edge_items & labelled_items) / len(labelled_items))
         if labelled_items
         else None,
-        "labelled_in_window": _wilson(len(edge_labelled), int(edge_in_project), confidence)
-        if edge_in_project
-        else None,
-        "share_of_audited": _r(len(edge_labelled & audited_items) / len(audited_items))
+        "share_of_audited": _r(len(edge_items & audited_items) / len(audited_items))
         if audited_items
         else None,
     }
@@ -582,8 +577,8 @@ def compute_report(
             select(Item.id, Item.meta, Item.created_at).where(Item.id.in_(chunk))
         ):
             # the source tool's creation time (metadata) when the item was imported
-            born = _parse_time((meta or {}).get("created_at")) or created_at
-            first = _parse_time(firsts.get(iid))
+            born = parse_time((meta or {}).get("created_at")) or created_at
+            first = parse_time(firsts.get(iid))
             if first is not None and first >= born:
                 to_label.append((first - born).total_seconds() / 3600)
     to_verdict = [
