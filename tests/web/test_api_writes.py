@@ -198,6 +198,13 @@ def test_policy_create_patch_run_close(
     assert count_rows(demo.url, AuditPolicy) == before
     r = api.post(base, json={"name": "y", "spec": spec}, headers=bearer["auditor"])
     assert r.status_code == 403
+    # an inactive policy is created inactive: one trail event, saying so
+    events = count_rows(demo.url, Event, entity_type="audit_policy")
+    r = api.post(
+        base, json={"name": f"{name}-off", "spec": spec, "active": False}, headers=bearer["lead"]
+    )
+    assert r.status_code == 201 and not r.json()["active"] and r.json()["next_due"] is None
+    assert count_rows(demo.url, Event, entity_type="audit_policy") == events + 1
 
     # patch: merged into the current settings, validated as a whole
     url = f"{base}/{name}"

@@ -73,8 +73,15 @@ def _check_reviewers(session: Session, project_id: int, usernames: Sequence[str]
 
 
 def create_policy(
-    session: Session, *, actor: Actor, project: Project, name: str, spec: PolicySpec
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    name: str,
+    spec: PolicySpec,
+    active: bool = True,
 ) -> AuditPolicy:
+    """A new audit policy; an inactive one is kept but never opens runs on its cadence."""
     require(session, actor, Permission.AUDIT_MANAGE, project_id=project.id)
     name = name.strip()
     if not name:
@@ -87,7 +94,7 @@ def create_policy(
         raise Conflict(f"project {project.name} already has an audit policy named {name!r}")
     _check_reviewers(session, project.id, spec.reviewers)
     policy = AuditPolicy(
-        project_id=project.id, name=name, cadence=spec.cadence, spec=spec.as_json()
+        project_id=project.id, name=name, cadence=spec.cadence, spec=spec.as_json(), active=active
     )
     session.add(policy)
     session.flush()
@@ -98,7 +105,7 @@ def create_policy(
         entity_type="audit_policy",
         entity_id=policy.id,
         project_id=project.id,
-        after={"name": name, **spec.as_json()},
+        after={"name": name, "active": active, **spec.as_json()},
     )
     return policy
 

@@ -479,9 +479,9 @@ def create_policy(
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
     )
-    policy = audits.create_policy(session, actor=actor, project=p, name=body.name, spec=body.spec)
-    if not body.active:
-        audits.set_policy_active(session, actor=actor, policy=policy, active=False)
+    policy = audits.create_policy(
+        session, actor=actor, project=p, name=body.name, spec=body.spec, active=body.active
+    )
     return _created(idem, _policy_out(session, policy))  # type: ignore[return-value]
 
 

@@ -287,9 +287,14 @@ def create_policy(
             status_code=422,
         )
     try:
-        policy = audits.create_policy(session, actor=actor, project=project, name=name, spec=spec)
-        if not values["active"]:
-            audits.set_policy_active(session, actor=actor, policy=policy, active=False)
+        policy = audits.create_policy(
+            session,
+            actor=actor,
+            project=project,
+            name=name,
+            spec=spec,
+            active=bool(values["active"]),
+        )
     except (ValidationFailed, Conflict) as exc:
         session.rollback()
         field = "name" if isinstance(exc, Conflict) else "reviewers"
