@@ -398,6 +398,8 @@ def test_only_annotators_and_users_get_work(session: Session, factories: ModuleT
             )
         with pytest.raises(PermissionDenied):
             wb.queue_status(session, actor=who, project=team.project)
+        with pytest.raises(PermissionDenied):
+            wb.work_view(session, actor=who, project=team.project)
     with pytest.raises(ValidationFailed, match="not a user"):
         wb.next_item(session, actor=OPERATOR, project=team.project, now=T0)
     with pytest.raises(PermissionDenied):
@@ -438,6 +440,20 @@ def test_queue_status_counts(session: Session, factories: ModuleType) -> None:
     assert (status.done_today, status.done_total, status.remaining, status.overlap) == (1, 1, 4, 1)
     tomorrow = wb.queue_status(session, actor=b, project=team.project, now=T0 + timedelta(days=1))
     assert tomorrow.done_today == 0 and tomorrow.done_total == 1
+
+
+def test_work_view_is_next_item_then_queue_status(session: Session, factories: ModuleType) -> None:
+    """The page's one call serves and counts as the two calls do, and keeps the lease."""
+    team = make_team(session, factories, items=5, annotators=2, overlap=1)
+    a, b = team.annotators
+    assert wb.next_item(session, actor=b, project=team.project, now=T0) is not None
+    work, status = wb.work_view(session, actor=a, project=team.project, now=T0)
+    assert work is not None
+    assert status == wb.queue_status(session, actor=a, project=team.project, now=T0)
+    assert status.remaining == 4  # b holds one item's only slot
+    again, _ = wb.work_view(session, actor=a, project=team.project, now=T0 + timedelta(minutes=1))
+    assert again is not None and again.item_id == work.item_id
+    assert wb.next_item(session, actor=a, project=team.project, now=T0).item_id == work.item_id
 
 
 def test_the_open_items_index_follows_writes_made_elsewhere(

@@ -501,12 +501,35 @@ def next_item(
     """The item the annotator should label now (leased to them), or None when their
     queue is empty. See the module docstring for the rules."""
     require(session, actor, Permission.ANNOTATE, project_id=project.id)
-    annotator_id = _annotator(actor)
+    return _next_item(session, actor, project, now or utcnow(), get_settings(session, project))
+
+
+def work_view(
+    session: Session, *, actor: Actor, project: Project, now: datetime | None = None
+) -> tuple[WorkItem | None, QueueStatus]:
+    """:func:`next_item` and then :func:`queue_status`, as the workbench page shows them,
+    with one permission check, one settings read and one queue sync."""
+    require(session, actor, Permission.ANNOTATE, project_id=project.id)
     now = now or utcnow()
+    settings = get_settings(session, project)
+    sync_open_items(session, project, settings.overlap)
+    work = _next_item(session, actor, project, now, settings, synced=True)
+    return work, _queue_status(session, project, _annotator(actor), settings, now)
+
+
+def _next_item(
+    session: Session,
+    actor: Actor,
+    project: Project,
+    now: datetime,
+    settings: SettingsOut,
+    *,
+    synced: bool = False,
+) -> WorkItem | None:
+    annotator_id = _annotator(actor)
     held = current_lease(session, actor=actor, project=project, now=now)
     if held is not None and not _done(session, held.item_id, annotator_id):
         return _view(projects.get_item(session, project, held.item_id), held)
-    settings = get_settings(session, project)
     position = _position(session, project.id, annotator_id)
 
     def take(item_id: int, gold: bool) -> WorkItem | None:
@@ -528,7 +551,8 @@ def next_item(
             served = take(item_id, True)
             if served is not None:
                 return served
-    sync_open_items(session, project, settings.overlap)
+    if not synced:
+        sync_open_items(session, project, settings.overlap)
     for spread in (True, False):
         query = _candidates(project.id, annotator_id, now, settings.overlap, spread=spread)
         for item_id in session.scalars(query).all():
@@ -545,10 +569,14 @@ def queue_status(
     """The annotator's counts: labeled today (UTC) and in all, skipped, and how many
     items they could still take (hidden gold checks not counted)."""
     require(session, actor, Permission.ANNOTATE, project_id=project.id)
-    annotator_id = _annotator(actor)
-    now = now or utcnow()
     settings = get_settings(session, project)
     sync_open_items(session, project, settings.overlap)
+    return _queue_status(session, project, _annotator(actor), settings, now or utcnow())
+
+
+def _queue_status(
+    session: Session, project: Project, annotator_id: int, settings: SettingsOut, now: datetime
+) -> QueueStatus:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     mine = (Annotation.project_id == project.id, Annotation.annotator_id == annotator_id)
     # one pass over the annotator's rows (a condition on submitted_at in WHERE would

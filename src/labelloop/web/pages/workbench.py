@@ -161,8 +161,7 @@ def _page(
     notice: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    work = workbench.next_item(session, actor=actor, project=project)
-    status = workbench.queue_status(session, actor=actor, project=project)
+    work, status = workbench.work_view(session, actor=actor, project=project)
     schema = projects.schema_of(project)
     hotkeys = _hotkeys(schema)
     flash = request.session.pop("wb_flash", None)
