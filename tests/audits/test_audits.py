@@ -79,6 +79,19 @@ def test_policy_needs_existing_reviewers_with_a_reviewing_role(demo: Demo) -> No
         _policy(demo, reviewers=["amira.haddad"])  # an annotator
 
 
+def test_updating_a_policy_to_its_own_settings_writes_nothing(demo: Demo) -> None:
+    policy = _policy(demo)
+    same = PolicySpec.model_validate(policy.spec)
+    before = len(trail.service.query(demo.session, action="audit_policy.update", limit=None))
+    audits.update_policy(demo.session, actor=OPERATOR, policy=policy, spec=same)
+    after = trail.service.query(demo.session, action="audit_policy.update", limit=None)
+    assert len(after) == before
+    changed = PolicySpec.model_validate({**policy.spec, "sample_size": 61})
+    audits.update_policy(demo.session, actor=OPERATOR, policy=policy, spec=changed)
+    after = trail.service.query(demo.session, action="audit_policy.update", limit=None)
+    assert len(after) == before + 1 and policy.spec["sample_size"] == 61
+
+
 def test_annotator_may_not_manage_policies(demo: Demo) -> None:
     from labelloop.accounts.actor import Actor
 

@@ -36,7 +36,7 @@ from labelloop.accounts.models import User
 from labelloop.analytics.schemas import Chart, Overview, ScoreRow
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, AuditUnit
-from labelloop.audits.population import _epoch, _label_from_json_text, _project_filter
+from labelloop.audits.population import label_from_json_text, project_filter, sql_epoch
 from labelloop.projects.models import Annotation, GoldLabel, Project
 from labelloop.stats import DawidSkene, Ratings, krippendorff_alpha
 
@@ -72,7 +72,7 @@ def _epoch_seconds(session: Session, column: Any) -> Any:
     ``extract`` alone returns numeric, which the driver turns into ``Decimal``)."""
     if session.get_bind().dialect.name == "postgresql":
         return cast(func.extract("epoch", column), Float)
-    return _epoch(session, column)
+    return sql_epoch(session, column)
 
 
 def _chunks(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
@@ -108,7 +108,7 @@ def read_columns(session: Session, project: Project) -> Columns:
     """Read the project's annotations chunk by chunk (bounded memory: the arrays plus one
     chunk of driver rows)."""
     a = Annotation.__table__.c
-    where = _project_filter(session, a, project.id)
+    where = project_filter(session, a, project.id)
     # everything up to the newest id now: rows added while reading wait for the next one
     max_id = int(session.scalar(select(func.max(a.id)).where(a.project_id == project.id)) or 0)
     stmt = (
@@ -138,7 +138,7 @@ def read_columns(session: Session, project: Project) -> Columns:
                 _floats(acts),
             )
         )
-    keys = [_label_from_json_text(text) for text in codes]  # by code
+    keys = [label_from_json_text(text) for text in codes]  # by code
     categories = sorted(set(keys))
     position = {k: i for i, k in enumerate(categories)}
     remap = np.asarray([position[k] for k in keys], dtype=np.int64)
@@ -167,7 +167,7 @@ def flagged_per_annotator(session: Session, project: Project, max_id: int) -> di
         int(ann): int(n or 0)
         for ann, n in session.execute(
             select(a.annotator_id, flagged)
-            .where(_project_filter(session, a, project.id), a.id <= max_id)
+            .where(project_filter(session, a, project.id), a.id <= max_id)
             .group_by(a.annotator_id)
         ).tuples()
     }
@@ -177,7 +177,7 @@ def compute(session: Session, project: Project) -> tuple[Overview, int]:
     """The project's dashboard and the largest annotation id it covers (0 when none)."""
     cols = read_columns(session, project)
     gold = {
-        int(item): _label_from_json_text(text)
+        int(item): label_from_json_text(text)
         for item, text in session.execute(
             select(GoldLabel.item_id, cast(GoldLabel.value, Text)).where(
                 GoldLabel.project_id == project.id

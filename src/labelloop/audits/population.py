@@ -38,7 +38,7 @@ def label_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def _label_from_json_text(text: str | None) -> str:
+def label_from_json_text(text: str | None) -> str:
     """:func:`label_key` of a stored JSON value, from its text (fast path for plain labels)."""
     if text is None:
         return "null"
@@ -47,7 +47,7 @@ def _label_from_json_text(text: str | None) -> str:
     return label_key(json.loads(text))
 
 
-def _epoch(session: Session, column: Any) -> Any:
+def sql_epoch(session: Session, column: Any) -> Any:
     """SQL for a timestamp column as float seconds since 1970 (NULL stays NULL)."""
     if session.get_bind().dialect.name == "sqlite":
         return type_coerce((func.julianday(column) - 2440587.5) * 86400.0, Float)
@@ -150,7 +150,7 @@ def _item_facts(
     return segments, tags
 
 
-def _project_filter(session: Session, a: Any, project_id: int) -> Any:
+def project_filter(session: Session, a: Any, project_id: int) -> Any:
     """``project_id = :id``; on SQLite, written so the planner scans the table in id order
     when the project holds a large share of all annotations (much faster there than
     walking the project index and sorting by id)."""
@@ -230,9 +230,9 @@ def load_population(
             a.annotator_id,
             cast(a.value, Text) if labels else null(),
             a.source,
-            _epoch(session, a.submitted_at) if times else null(),
+            sql_epoch(session, a.submitted_at) if times else null(),
         )
-        .where(_project_filter(session, a, project.id), when >= start, when < end)
+        .where(project_filter(session, a, project.id), when >= start, when < end)
         .order_by(a.id)
     )
     flt = spec.population
@@ -253,7 +253,7 @@ def load_population(
         )
     aid, iid, ann, value_text, source, submitted = zip(*raw, strict=True)
     label_col = np.empty(len(raw), dtype=object)
-    label_col[:] = [_label_from_json_text(t) for t in value_text] if labels else ""
+    label_col[:] = [label_from_json_text(t) for t in value_text] if labels else ""
     sources = np.empty(len(raw), dtype=object)
     sources[:] = source
     pop = Population(
@@ -340,7 +340,7 @@ def new_annotator_flags(
     for aid, first_at, n_before in session.execute(
         select(
             Annotation.annotator_id,
-            _epoch(session, func.min(when)),
+            sql_epoch(session, func.min(when)),
             func.sum(case((when < start, 1), else_=0)),
         )
         .where(Annotation.project_id == project.id)

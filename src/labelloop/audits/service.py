@@ -113,7 +113,11 @@ def create_policy(
 def update_policy(
     session: Session, *, actor: Actor, policy: AuditPolicy, spec: PolicySpec
 ) -> AuditPolicy:
+    """Replace a policy's settings (past runs keep theirs); the same settings again
+    change nothing."""
     require(session, actor, Permission.AUDIT_MANAGE, project_id=policy.project_id)
+    if spec.as_json() == policy.spec:
+        return policy  # nothing changes: no write, no trail event
     _check_reviewers(session, policy.project_id, spec.reviewers)
     before = dict(policy.spec)
     policy.spec, policy.cadence, policy.updated_at = spec.as_json(), spec.cadence, utcnow()

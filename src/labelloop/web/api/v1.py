@@ -508,8 +508,7 @@ def update_policy(
             spec = PolicySpec.model_validate({**x.spec, **body.spec})
         except ValidationError as exc:
             raise _spec_violations(exc, "spec") from None
-        if spec.as_json() != x.spec:
-            audits.update_policy(session, actor=actor, policy=x, spec=spec)
+        audits.update_policy(session, actor=actor, policy=x, spec=spec)
     if body.active is not None:
         audits.set_policy_active(session, actor=actor, policy=x, active=body.active)
     return _created(idem, _policy_out(session, x), 200)  # type: ignore[return-value]

@@ -350,8 +350,7 @@ def edit_policy(
             422,
         )
     try:
-        if spec.as_json() != policy.spec:
-            audits.update_policy(session, actor=actor, policy=policy, spec=spec)
+        audits.update_policy(session, actor=actor, policy=policy, spec=spec)
         audits.set_policy_active(session, actor=actor, policy=policy, active=values["active"])
     except ValidationFailed as exc:
         session.rollback()
