@@ -8,7 +8,8 @@ item, ~500 annotators, 180 days) and imported with the bulk importer, a lead acc
 PostgreSQL template database (``bench_web_template_<N>``); each run works on a copy (a
 copied file; ``bench_web`` created from the template), so every run starts from the same
 data. On the copy, the dashboard snapshot is computed first, in a child process that
-reports its time and peak RSS.
+reports its time and peak RSS; then the copy is flushed to disk (``CHECKPOINT`` on
+PostgreSQL, ``sync``) so that its write-back does not fall in the timed window.
 
 Run: ``labelloop serve`` in a subprocess and ``--clients`` closed-loop clients (httpx,
 asyncio, one process). First every client sends one untimed submission, all at once:
@@ -19,7 +20,8 @@ token, and pauses for an exponential time with mean ``--think`` seconds (0: none
 more client, signed in as the lead with a session cookie (and one untimed view), loads
 ``GET /projects/{id}`` (the dashboard) at most once per ``--dashboard-every`` seconds
 (0: back to back). Latencies are measured by the clients (request sent to response
-read). Any non-2xx answer or transport error is an error.
+read). Any non-2xx answer or transport error is an error. ``--trace DIR`` writes every
+timed request to ``DIR/<backend>-requests.csv``.
 
     .venv/bin/python benchmarks/bench_web.py                          # 1M, 60 s, both
     .venv/bin/python benchmarks/bench_web.py --annotations 100000 --seconds 20 \\
@@ -246,6 +248,18 @@ def _vacuum(url: str) -> None:
         eng.dispose()
 
 
+def _settle(backend: str, args: argparse.Namespace) -> None:
+    """Put the run's fresh copy on disk before the timed window. The copy leaves
+    hundreds of MB of dirty pages (PostgreSQL copies a template through its WAL and
+    shared buffers); written back by the kernel and the checkpointer during the window,
+    they slowed every WAL flush, so the runs measured the copy, not the service."""
+    t0 = time.perf_counter()
+    if backend == "postgresql":
+        _pg_exec(args.pg_admin_url, "CHECKPOINT")
+    os.sync()
+    _log(f"{backend}: setup writes flushed to disk in {time.perf_counter() - t0:.1f} s")
+
+
 # ----------------------------------------------------------------------------- server
 def _free_port() -> int:
     with socket.socket() as s:
@@ -310,6 +324,12 @@ def _cpu_seconds(pid: int) -> float:
 class Recorder:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    #: (sent at, seconds since the window's start; latency in seconds; client index)
+    trace: list[tuple[float, float, int]] = field(default_factory=list)
+
+    def done(self, sent: float, elapsed: float, client: int = -1) -> None:
+        self.latencies.append(elapsed)
+        self.trace.append((sent, elapsed, client))
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -386,7 +406,7 @@ async def _annotator(
             continue
         elapsed = time.perf_counter() - t0
         if r.status_code == 201:
-            rec.latencies.append(elapsed)
+            rec.done(t0, elapsed, seed)
         else:
             rec.error(f"HTTP {r.status_code}")
         if think > 0:
@@ -439,7 +459,7 @@ async def _lead(
             continue
         elapsed = time.perf_counter() - t0
         if r.status_code == 200 and 'id="scorecard"' in r.text:
-            rec.latencies.append(elapsed)
+            rec.done(t0, elapsed)
             seen["last_freshness"] = (
                 r.text.split('id="freshness">', 1)[1].split("<button", 1)[0].split()
                 if 'id="freshness">' in r.text
@@ -458,8 +478,10 @@ async def load(
     clients: int,
     think: float,
     dashboard_every: float = 1.0,
+    trace: Path | None = None,
 ) -> dict[str, Any]:
-    """Warm up every client (untimed, reported apart), then run the timed window."""
+    """Warm up every client (untimed, reported apart), then run the timed window;
+    with ``trace``, write every timed request there as CSV."""
     subs, dash, warm, seen = Recorder(), Recorder(), Recorder(), {}
     tokens = info["tokens"][:clients]
     if len(tokens) < clients:
@@ -480,6 +502,8 @@ async def load(
     finally:
         for c in [lead, *annotators]:
             await c.aclose()
+    if trace is not None:
+        _write_trace(trace, start, {"submission": subs, "dashboard": dash})
     freshness = re.sub(r"<[^>]+>", "", " ".join(seen.get("last_freshness") or []))
     return {
         "seconds": round(wall, 1),
@@ -493,10 +517,27 @@ async def load(
     }
 
 
+def _write_trace(path: Path, start: float, recorders: dict[str, Recorder]) -> None:
+    """One row per timed request: kind, seconds from the window's start to sending it,
+    latency in ms and the annotator client's index (-1 for the lead), in send order."""
+    rows = sorted(
+        (sent - start, kind, elapsed * 1000.0, client)
+        for kind, rec in recorders.items()
+        for sent, elapsed, client in rec.trace
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        f.write("kind,sent_s,latency_ms,client\n")
+        for sent, kind, ms, client in rows:
+            f.write(f"{kind},{sent:.4f},{ms:.2f},{client}\n")
+    _log(f"trace of {len(rows):,} requests written to {path}")
+
+
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     url, info, cleanup = prepare(backend, args)
     _log(f"{backend}: computing the dashboard snapshot ...")
     snapshot = _in_child(_snapshot, url)
+    _settle(backend, args)
     port = _free_port()
     log_path = Path(args.cache_dir) / f"serve-{backend}.log"
     server = start_server(url, port, log_path, args.workers)
@@ -511,6 +552,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 args.clients,
                 args.think,
                 args.dashboard_every,
+                Path(args.trace) / f"{backend}-requests.csv" if args.trace else None,
             )
         )
         served = result["submissions"]["requests"] + result["dashboard"]["requests"]
@@ -603,6 +645,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached setup")
     parser.add_argument(
         "--pg-admin-url", default=PG_ADMIN, help="PostgreSQL URL used to create/drop the databases"
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="write every timed request (kind, sent_s, latency_ms, client) to "
+        "DIR/<backend>-requests.csv, to see when slow requests happen",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)

@@ -63,3 +63,17 @@ def test_serve_hands_settings_to_workers(
     }
     assert calls["env"] == {"LABELLOOP_DATABASE_URL": demo.url}
     assert calls["key"]
+
+
+def test_server_app_freezes_its_start_up_heap(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server process keeps the objects alive at start-up out of full collections
+    (``gc.freeze``) while it runs, and gives them back when it stops."""
+    import gc
+
+    monkeypatch.setenv("LABELLOOP_DATABASE_URL", demo.url)
+    monkeypatch.setenv("LABELLOOP_SECRET_KEY", "freeze-key-" + "z" * 32)
+    assert gc.get_freeze_count() == 0
+    with TestClient(asgi.app_from_environment()) as client:
+        assert gc.get_freeze_count() > 10_000
+        assert client.get("/login").status_code == 200
+    assert gc.get_freeze_count() == 0

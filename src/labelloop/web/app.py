@@ -3,6 +3,7 @@ whose lifespan owns the database engine."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,11 +72,17 @@ def create_app(
     secure_cookies: bool = False,
     login_attempts: int = 5,
     login_window_seconds: float = 15 * 60,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """The LabelLoop web app: HTML pages, the JSON API under ``/api/v1`` (OpenAPI at
     ``/docs``) and the vendored static assets.
 
     ``secure_cookies`` marks the session cookie ``Secure`` (serve over HTTPS then).
+    ``freeze_heap`` (for a server process, not for tests that build many apps) moves
+    the objects alive at start-up out of the garbage collector's reach with
+    :func:`gc.freeze`: the ~250,000 objects of the imported stack made each full
+    collection stop every request for 100-150 ms on a busy 2-core machine; afterwards a
+    full collection scans only what was allocated since (about 10 ms).
     """
 
     @asynccontextmanager
@@ -89,9 +96,14 @@ def create_app(
         # SQLite: callers are looked up through a read-only engine (see web/deps.py)
         reader = make_engine(settings, read_only=True) if engine.dialect.name == "sqlite" else None
         app.state.read_sessions = None if reader is None else make_session_factory(reader)
+        if freeze_heap:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
+            if freeze_heap:
+                gc.unfreeze()
             engine.dispose()
             if reader is not None:
                 reader.dispose()

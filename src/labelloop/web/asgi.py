@@ -21,4 +21,6 @@ SECURE_COOKIES_ENV = "LABELLOOP_SERVE_SECURE_COOKIES"
 
 def app_from_environment() -> FastAPI:
     """The app of one server process, configured from ``LABELLOOP_*`` variables."""
-    return create_app(Settings(), secure_cookies=bool(os.environ.get(SECURE_COOKIES_ENV)))
+    return create_app(
+        Settings(), secure_cookies=bool(os.environ.get(SECURE_COOKIES_ENV)), freeze_heap=True
+    )

@@ -45,7 +45,7 @@ def serve_cmd(
         settings.port = port
     console.print(f"LabelLoop at [bold]http://{settings.host}:{settings.port}/[/] (Ctrl-C stops)")
     if workers == 1:
-        app = create_app(settings, secure_cookies=secure_cookies)
+        app = create_app(settings, secure_cookies=secure_cookies, freeze_heap=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
         return
     # worker processes build their own app from the environment: the same database and
