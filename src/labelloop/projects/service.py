@@ -329,14 +329,22 @@ def _annotation_json(a: Annotation) -> dict[str, Any]:
 
 #: Built once: constructing a statement costs more than running it. The item's columns
 #: that an annotation needs, without loading (and decoding) the whole row.
-_ITEM_FOR_ANNOTATION = select(Item.id, Item.project_id, Item.external_id, Item.payload).where(
-    Item.id == bindparam("item_id")
-)
-_EXISTING_ANNOTATION = select(Annotation).where(
-    Annotation.item_id == bindparam("item_id"),
-    Annotation.annotator_id == bindparam("annotator_id"),
-    Annotation.external_key == bindparam("external_key"),
-)
+# the item and, in the same round trip, the id of the annotator's annotation of it with
+# this external key (unique per item, annotator and key), which a resubmission updates
+_ITEM_FOR_ANNOTATION = select(
+    Item.id,
+    Item.project_id,
+    Item.external_id,
+    Item.payload,
+    select(Annotation.id)
+    .where(
+        Annotation.item_id == Item.id,
+        Annotation.annotator_id == bindparam("annotator_id"),
+        Annotation.external_key == bindparam("external_key"),
+    )
+    .scalar_subquery()
+    .label("existing_id"),
+).where(Item.id == bindparam("item_id"))
 
 
 def submit_annotation(
@@ -365,7 +373,10 @@ def submit_annotation(
     require(session, actor, Permission.ANNOTATE, project_id=project.id)
     if actor.user_id is not None and actor.user_id != annotator_id:
         require(session, actor, Permission.DATA_IMPORT, project_id=project.id)
-    item = session.execute(_ITEM_FOR_ANNOTATION, {"item_id": item_id}).first()
+    item = session.execute(
+        _ITEM_FOR_ANNOTATION,
+        {"item_id": item_id, "annotator_id": annotator_id, "external_key": external_key},
+    ).first()
     if item is None or item.project_id != project.id:
         raise NotFound(f"no item {item_id} in project {project.name!r}")
     # the caller's own account was found when the caller was authenticated
@@ -385,10 +396,7 @@ def submit_annotation(
         raise _fail(f"annotation of item {item.external_id!r} breaks the label schema", errors)
     flags = [v.as_flag() for v in violations if v.severity == "warning"]
     value = canonical_value(schema, value)
-    existing = session.scalar(
-        _EXISTING_ANNOTATION,
-        {"item_id": item.id, "annotator_id": annotator_id, "external_key": external_key},
-    )
+    existing = None if item.existing_id is None else session.get(Annotation, item.existing_id)
     fields: dict[str, Any] = {
         "value": value,
         "attributes": dict(attributes or {}),
