@@ -15,14 +15,15 @@ Run: ``labelloop serve`` in a subprocess and ``--clients`` closed-loop clients (
 asyncio, one process). First every client sends one untimed submission, all at once:
 it opens the client's connection and the server's pooled database connections (reported
 apart as ``warm_up``); then the client process freezes its heap (``gc.freeze``) so that
-its own garbage collections do not stall the requests it is timing. Then, for ``--seconds``, each client submits a valid new
-annotation on a random item with ``POST /api/v1/projects/{id}/annotations`` and a bearer
-token, and pauses for an exponential time with mean ``--think`` seconds (0: none). One
-more client, signed in as the lead with a session cookie (and one untimed view), loads
-``GET /projects/{id}`` (the dashboard) at most once per ``--dashboard-every`` seconds
-(0: back to back). Latencies are measured by the clients (request sent to response
-read). Any non-2xx answer or transport error is an error. ``--trace DIR`` writes every
-timed request to ``DIR/<backend>-requests.csv``.
+its own garbage collections do not stall the requests it is timing. Then, for
+``--seconds``, each client submits a valid new annotation on a random item with
+``POST /api/v1/projects/{id}/annotations`` and a bearer token, and pauses for an
+exponential time with mean ``--think`` seconds (0: none). One more client, signed in as
+the lead with a session cookie (and one untimed view), loads ``GET /projects/{id}`` (the
+dashboard) at most once per ``--dashboard-every`` seconds (0: back to back). Latencies
+are measured by the clients (request sent to response read). Any non-2xx answer or
+transport error is an error. ``--trace DIR`` writes every timed request to
+``DIR/<backend>-requests.csv``.
 
     .venv/bin/python benchmarks/bench_web.py                          # 1M, 60 s, both
     .venv/bin/python benchmarks/bench_web.py --annotations 100000 --seconds 20 \\
@@ -326,7 +327,7 @@ def _cpu_seconds(pid: int) -> float:
 class Recorder:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
-    #: (sent at, seconds since the window's start; latency in seconds; client index)
+    #: (sent at, ``time.perf_counter()``; latency in seconds; client index, -1 the lead)
     trace: list[tuple[float, float, int]] = field(default_factory=list)
 
     def done(self, sent: float, elapsed: float, client: int = -1) -> None:

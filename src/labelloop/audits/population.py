@@ -188,9 +188,15 @@ def items_created_before(session: Session, project: Project, when: datetime) -> 
     for item_id, text, stored in session.execute(
         select(Item.id, source_time, Item.created_at).where(mine, source_time.is_not(None))
     ):
-        if (parse_time(text) or stored) < when:
+        if item_born(text, stored) < when:
             ids.add(item_id)
     return ids
+
+
+def item_born(source_time: Any, stored_at: datetime) -> datetime:
+    """When an item came to be: its creation time in the source tool (``meta
+    ["created_at"]``, kept by imports) when that parses, else when it was stored."""
+    return parse_time(source_time) or stored_at
 
 
 def parse_time(value: Any) -> datetime | None:

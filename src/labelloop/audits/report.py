@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from labelloop.accounts.models import User
 from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, AuditUnit
 from labelloop.audits.population import (
+    item_born,
     items_created_before,
     label_key,
     lateness,
@@ -545,13 +546,14 @@ def compute_report(
     existing = items_created_before(session, project, run.window_end)
     edge_items = tagged_items(session, project, "edge-case") & existing
     labelled_items = set(item_ids)
+    edge_labelled = edge_items & labelled_items
     audited_items = {u.item_id for u in all_units}
     report["edge_cases"] = {
         "population_share": _r(len(edge_items) / len(existing)) if existing else None,
-        "labelled_in_window": _wilson(len(edge_items & labelled_items), len(edge_items), confidence)
+        "labelled_in_window": _wilson(len(edge_labelled), len(edge_items), confidence)
         if edge_items
         else None,
-        "share_of_labelled": _r(len(edge_items & labelled_items) / len(labelled_items))
+        "share_of_labelled": _r(len(edge_labelled) / len(labelled_items))
         if labelled_items
         else None,
         "share_of_audited": _r(len(edge_items & audited_items) / len(audited_items))
@@ -576,8 +578,7 @@ def compute_report(
         for iid, meta, created_at in session.execute(
             select(Item.id, Item.meta, Item.created_at).where(Item.id.in_(chunk))
         ):
-            # the source tool's creation time (metadata) when the item was imported
-            born = parse_time((meta or {}).get("created_at")) or created_at
+            born = item_born((meta or {}).get("created_at"), created_at)
             first = parse_time(firsts.get(iid))
             if first is not None and first >= born:
                 to_label.append((first - born).total_seconds() / 3600)

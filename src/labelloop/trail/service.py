@@ -62,8 +62,7 @@ def _append_in_one_statement() -> Any:
     the statement's snapshot, which under a concurrent writer is older than the version
     the ``FOR UPDATE`` waited for; PostgreSQL moves the update to the newest version.
     """
-    old = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == 1)
-    head = old.with_for_update().cte("head")
+    head = _HEAD.with_for_update().cte("head")
     seq = head.c.seq + 1
     text = head.c.hash + bindparam("body", type_=Text()) + sql_cast(seq, Text()) + literal("}")
     digest = func.encode(func.sha256(func.convert_to(text, literal("UTF8"))), literal("hex"))
