@@ -63,3 +63,26 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class UserSession(Base):
+    """A signed-in browser session, kept on the server so that it can be ended.
+
+    The cookie carries a random session id; only its SHA-256 is stored (``token_hash``),
+    so reading this table does not let anyone sign in. A session is valid while it is
+    not revoked, not past ``expires_at`` (sign-in plus ``session_hours``) and used
+    within ``session_idle_hours``; logout, "sign out everywhere", a password change and
+    ``labelloop user sessions revoke`` set ``revoked_at``.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    client: Mapped[str | None] = mapped_column(String(100))
+    user_agent: Mapped[str | None] = mapped_column(String(300))

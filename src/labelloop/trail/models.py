@@ -35,6 +35,9 @@ class Event(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column()
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Which trail key chained this event (a fingerprint of the key, never the key);
+    #: ``None`` for events written before the chain was keyed (plain SHA-256).
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class TrailHead(Base):
