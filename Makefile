@@ -46,4 +46,4 @@ bench: $(STAMP) ## Run the benchmarks (slow; results go in benchmarks/README.md)
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and local databases
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis labelloop.db labelloop.db-wal labelloop.db-shm
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis labelloop.db labelloop.db-wal labelloop.db-shm labelloop-trail.anchors

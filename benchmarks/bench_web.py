@@ -1,5 +1,7 @@
-"""Web load benchmark: concurrent annotators submitting through the API while a lead
+"""Web load benchmark: concurrent annotators labelling through the queue while a lead
 loads the dashboard, against ``labelloop serve`` on 127.0.0.1, on SQLite and PostgreSQL.
+It doubles as the load check of the hardening work: any 5xx, and any acknowledged
+submission not stored exactly once, fails the run (exit 1).
 
 Setup (cached by path, reused by later runs with the same ``--annotations``):
 a project with ``--annotations`` annotations generated like ``bench_import.py`` (5 per
@@ -7,23 +9,29 @@ item, ~500 annotators, 180 days) and imported with the bulk importer, a lead acc
 ``--clients`` annotator accounts with API tokens. The cache is a SQLite file and a
 PostgreSQL template database (``bench_web_template_<N>``); each run works on a copy (a
 copied file; ``bench_web`` created from the template), so every run starts from the same
-data. On the copy, the dashboard snapshot is computed first, in a child process that
-reports its time and peak RSS; then the copy is flushed to disk (``CHECKPOINT`` on
-PostgreSQL, ``sync``) so that its write-back does not fall in the timed window.
+data. On the copy, the dashboard snapshot is computed first and the labeling queue is
+opened (overlap 8, so every item has free slots; its open-items index built), in a
+child process that reports its time and peak RSS; then the copy is flushed to disk
+(``CHECKPOINT`` on PostgreSQL, ``sync``) so that its write-back does not fall in the
+timed window.
 
 Run: ``labelloop serve`` in a subprocess and ``--clients`` closed-loop clients (httpx,
-asyncio, one process). First every client sends one untimed submission, all at once:
-it opens the client's connection and the server's pooled database connections (reported
-apart as ``warm_up``); then the client process freezes its heap (``gc.freeze``) so that
-its own garbage collections do not stall the requests it is timing. Then, for
-``--seconds``, each client submits a valid new annotation on a random item with
-``POST /api/v1/projects/{id}/annotations`` and a bearer token, and pauses for an
-exponential time with mean ``--think`` seconds (0: none). One more client, signed in as
-the lead with a session cookie (and one untimed view), loads ``GET /projects/{id}`` (the
-dashboard) at most once per ``--dashboard-every`` seconds (0: back to back). Latencies
-are measured by the clients (request sent to response read). Any non-2xx answer or
-transport error is an error. ``--trace DIR`` writes every timed request to
-``DIR/<backend>-requests.csv``.
+asyncio, one process). Each annotator client does what the workbench does, through the
+API with a bearer token: ``POST /api/v1/projects/{id}/work/next`` (the queue serves and
+leases an item) and then ``POST /api/v1/projects/{id}/annotations`` with a label for
+that item (the server sets the times). First every client labels one item untimed, all
+at once: it opens the client's connection and the server's pooled database connections
+(reported apart as ``warm_up``); then the client process freezes its heap
+(``gc.freeze``) so that its own garbage collections do not stall the requests it is
+timing. Then, for ``--seconds``, each client takes and labels items, pausing for an
+exponential time with mean ``--think`` seconds (0: none) after each label. One more
+client, signed in as the lead with a session cookie (and one untimed view), loads
+``GET /projects/{id}`` (the dashboard) at most once per ``--dashboard-every`` seconds
+(0: back to back). Latencies are measured by the clients (request sent to response
+read), apart for ``next`` and ``submissions``. Any non-2xx answer or transport error is
+an error. Afterwards the database is read: every acknowledged (201) submission must be
+stored exactly once, and nothing else by the bench annotators. ``--trace DIR`` writes
+every timed request to ``DIR/<backend>-requests.csv``.
 
     .venv/bin/python benchmarks/bench_web.py                          # 1M, 60 s, both
     .venv/bin/python benchmarks/bench_web.py --annotations 100000 --seconds 20 \\
@@ -50,7 +58,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +70,8 @@ from bench_import import LABELS, generate
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PROJECT = "bench-web"
+#: The queue's overlap for the run: above the 5 annotators each generated item has.
+QUEUE_OVERLAP = 8
 LEAD = ("bench.lead", "bench-lead-password")
 ROOT = Path(__file__).resolve().parents[1]
 #: Clients drop idle connections after 2 s, before uvicorn closes them (5 s): reusing a
@@ -146,6 +156,8 @@ def _snapshot(url: str, queue: Any) -> None:
     from labelloop.analytics import service as analytics
     from labelloop.projects.service import get_project
     from labelloop.store import make_engine, make_session_factory, session_scope
+    from labelloop.workbench import service as workbench
+    from labelloop.workbench.schemas import SettingsIn
 
     engine = make_engine(url)
     with session_scope(make_session_factory(engine)) as session:
@@ -154,12 +166,24 @@ def _snapshot(url: str, queue: Any) -> None:
             session, actor=Actor.local("bench"), project=get_project(session, PROJECT)
         )
         seconds = time.perf_counter() - t0
+    with session_scope(make_session_factory(engine)) as session:
+        t1 = time.perf_counter()
+        project = get_project(session, PROJECT)
+        workbench.update_settings(
+            session,
+            actor=Actor.local("bench"),
+            project=project,
+            change=SettingsIn(overlap=QUEUE_OVERLAP, gold_rate=0.0),
+        )
+        workbench.sync_open_items(session, project, QUEUE_OVERLAP)
+        queue_seconds = time.perf_counter() - t1
     engine.dispose()
     queue.put(
         {
             "seconds": seconds,
             "compute_seconds": snap.compute_seconds,
             "annotations": snap.annotation_count,
+            "queue_seconds": queue_seconds,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     )
@@ -356,62 +380,78 @@ class Recorder:
         return out
 
 
-def _submission(rng: random.Random, items: tuple[int, int]) -> dict[str, Any]:
-    """A valid new annotation of a random item, as an annotator's client sends it."""
-    active = round(rng.uniform(2, 120), 3)
-    done = datetime.now(UTC)
-    return {
-        "item_id": rng.randint(*items),
-        "value": rng.choice(LABELS),
-        "started_at": (done - timedelta(seconds=active)).isoformat(),
-        "submitted_at": done.isoformat(),
-        "active_seconds": active,
-        "external_key": secrets.token_hex(8),
-    }
+def _label(rng: random.Random, item_id: int) -> dict[str, Any]:
+    """A valid label for the item the queue served, as an annotator's client sends it."""
+    return {"item_id": item_id, "value": rng.choice(LABELS), "active_seconds": 30.0}
 
 
-def _annotator_client(token: str) -> httpx.AsyncClient:
+def _annotator_client(base: str, token: str) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}"}
-    return httpx.AsyncClient(headers=headers, timeout=60, limits=LIMITS, verify=_TLS)
+    return httpx.AsyncClient(base_url=base, headers=headers, timeout=60, limits=LIMITS, verify=_TLS)
 
 
-async def _warm_up(
-    client: httpx.AsyncClient, url: str, items: tuple[int, int], seed: int, rec: Recorder
-) -> None:
-    """One untimed submission per client before the timed window: it opens the client's
+@dataclass
+class Queue:
+    """One annotator's path through the API: take the next item, label it."""
+
+    client: httpx.AsyncClient
+    project_id: int
+    index: int
+    acknowledged: list[int] = field(default_factory=list)
+
+    async def next_item(self) -> httpx.Response:
+        return await self.client.post(f"/api/v1/projects/{self.project_id}/work/next")
+
+    async def submit(self, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.post(f"/api/v1/projects/{self.project_id}/annotations", json=body)
+
+
+async def _warm_up(queue: Queue, rec: Recorder) -> None:
+    """One untimed item per client before the timed window: it opens the client's
     connection while the server opens its pooled database connections."""
     t0 = time.perf_counter()
-    r = await client.post(url, json=_submission(random.Random(-seed - 1), items))
+    r = await queue.next_item()
+    item = r.json().get("item") if r.status_code == 200 else None
+    if item is None:
+        raise SystemExit(f"warm-up: the queue answered {r.status_code}: {r.text[:200]}")
+    r = await queue.submit(_label(random.Random(-queue.index - 1), item["item_id"]))
     if r.status_code != 201:
         raise SystemExit(f"warm-up submission answered {r.status_code}: {r.text[:200]}")
+    queue.acknowledged.append(item["item_id"])
     rec.latencies.append(time.perf_counter() - t0)
 
 
+async def _timed(call: Any, rec: Recorder, index: int, ok: int) -> httpx.Response | None:
+    """Send one request; record its latency, or the error. The answer when ``ok``."""
+    t0 = time.perf_counter()
+    try:
+        r = await call
+    except httpx.HTTPError as exc:
+        rec.error(type(exc).__name__)
+        return None
+    if r.status_code != ok:
+        rec.error(f"HTTP {r.status_code}")
+        return None
+    rec.done(t0, time.perf_counter() - t0, index)
+    return r
+
+
 async def _annotator(
-    client: httpx.AsyncClient,
-    url: str,
-    items: tuple[int, int],
-    stop: float,
-    rec: Recorder,
-    seed: int,
-    think: float,
+    queue: Queue, stop: float, nexts: Recorder, subs: Recorder, think: float
 ) -> None:
-    rng = random.Random(seed)
+    rng = random.Random(queue.index)
     if think > 0:  # start spread out, as a team does
         await asyncio.sleep(rng.uniform(0, think))
     while time.perf_counter() < stop:
-        body = _submission(rng, items)
-        t0 = time.perf_counter()
-        try:
-            r = await client.post(url, json=body)
-        except httpx.HTTPError as exc:
-            rec.error(type(exc).__name__)
+        served = await _timed(queue.next_item(), nexts, queue.index, 200)
+        item = None if served is None else served.json().get("item")
+        if item is None:
+            if served is not None:
+                nexts.error("empty queue")
             continue
-        elapsed = time.perf_counter() - t0
-        if r.status_code == 201:
-            rec.done(t0, elapsed, seed)
-        else:
-            rec.error(f"HTTP {r.status_code}")
+        done = await _timed(queue.submit(_label(rng, item["item_id"])), subs, queue.index, 201)
+        if done is not None:
+            queue.acknowledged.append(item["item_id"])
         if think > 0:
             await asyncio.sleep(min(rng.expovariate(1 / think), stop - time.perf_counter()))
 
@@ -484,17 +524,17 @@ async def load(
     trace: Path | None = None,
 ) -> dict[str, Any]:
     """Warm up every client (untimed, reported apart), then run the timed window;
-    with ``trace``, write every timed request there as CSV."""
-    subs, dash, warm, seen = Recorder(), Recorder(), Recorder(), {}
+    with ``trace``, write every timed request there as CSV. ``acknowledged`` holds,
+    per client, the items whose label the server acknowledged (201)."""
+    nexts, subs, dash, warm, seen = Recorder(), Recorder(), Recorder(), Recorder(), {}
     tokens = info["tokens"][:clients]
     if len(tokens) < clients:
         raise SystemExit(f"the cached setup has {len(tokens)} tokens; rerun with --rebuild")
-    project_id, items = info["project_id"], tuple(info["item_id_range"])
-    url = f"{base}/api/v1/projects/{project_id}/annotations"
+    project_id = info["project_id"]
     lead = await _lead_client(base, project_id)
-    annotators = [_annotator_client(tok) for tok in tokens]
+    queues = [Queue(_annotator_client(base, tok), project_id, i) for i, tok in enumerate(tokens)]
     try:
-        await asyncio.gather(*(_warm_up(c, url, items, i, warm) for i, c in enumerate(annotators)))
+        await asyncio.gather(*(_warm_up(q, warm) for q in queues))
         # the clients' own full garbage collections (~85,000 objects, 55-80 ms on a busy
         # machine) would stall every request in flight and be measured as latency
         gc.collect()
@@ -503,25 +543,65 @@ async def load(
         stop = start + seconds
         await asyncio.gather(
             _lead(lead, project_id, stop, dash, seen, dashboard_every),
-            *(_annotator(c, url, items, stop, subs, i, think) for i, c in enumerate(annotators)),
+            *(_annotator(q, stop, nexts, subs, think) for q in queues),
         )
         wall = time.perf_counter() - start
     finally:
         gc.unfreeze()
-        for c in [lead, *annotators]:
+        for c in [lead, *(q.client for q in queues)]:
             await c.aclose()
     if trace is not None:
-        _write_trace(trace, start, {"submission": subs, "dashboard": dash})
+        _write_trace(trace, start, {"next": nexts, "submission": subs, "dashboard": dash})
     freshness = re.sub(r"<[^>]+>", "", " ".join(seen.get("last_freshness") or []))
     return {
         "seconds": round(wall, 1),
         "clients": clients,
         "think_seconds": think,
         "dashboard_every_seconds": dashboard_every,
+        "next": nexts.summary(wall),
         "submissions": subs.summary(wall),
         "dashboard": dash.summary(wall),
         "warm_up": {k: v for k, v in warm.summary(wall).items() if k != "per_second"},
         "dashboard_freshness_at_end": freshness,
+        "acknowledged": {i: q.acknowledged for i, q in enumerate(queues)},
+    }
+
+
+def verify_stored(url: str, acknowledged: dict[int, list[int]]) -> dict[str, int]:
+    """Read the database after the run: each acknowledged (annotator, item) must have
+    exactly one annotation, and the bench annotators nothing else."""
+    from sqlalchemy import func, select
+
+    from labelloop.accounts.models import User
+    from labelloop.projects.models import Annotation
+    from labelloop.store import make_engine, make_session_factory, session_scope
+
+    names = {i: f"bench.annotator.{i:03d}" for i in acknowledged}
+    engine = make_engine(url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            ids = dict(
+                session.execute(
+                    select(User.username, User.id).where(User.username.in_(list(names.values())))
+                ).all()
+            )
+            stored = session.execute(
+                select(Annotation.annotator_id, Annotation.item_id, func.count())
+                .where(Annotation.annotator_id.in_(list(ids.values())))
+                .group_by(Annotation.annotator_id, Annotation.item_id)
+            ).all()
+    finally:
+        engine.dispose()
+    counts = {(a, i): n for a, i, n in stored}
+    acked = {(ids[names[c]], item) for c, items in acknowledged.items() for item in items}
+    acked_total = sum(len(items) for items in acknowledged.values())
+    return {
+        "acknowledged": acked_total,
+        "acknowledged_twice": acked_total - len(acked),
+        "stored": sum(counts.values()),
+        "missing": sum(1 for key in acked if counts.get(key, 0) == 0),
+        "stored_more_than_once": sum(1 for n in counts.values() if n > 1),
+        "stored_not_acknowledged": sum(1 for key in counts if key not in acked),
     }
 
 
@@ -563,7 +643,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 Path(args.trace) / f"{backend}-requests.csv" if args.trace else None,
             )
         )
-        served = result["submissions"]["requests"] + result["dashboard"]["requests"]
+        served = sum(result[k]["requests"] for k in ("next", "submissions", "dashboard"))
         server_cpu = _cpu_seconds(server.pid) - cpu_before
         result["server_workers"] = args.workers
         result["server_cpu_seconds"] = round(server_cpu, 1)
@@ -575,6 +655,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        if "result" in locals():
+            result["stored"] = verify_stored(url, result.pop("acknowledged"))
         cleanup()
     result["setup"] = {
         "annotations": info["annotations"],
@@ -590,8 +672,23 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def failures(r: dict[str, Any]) -> list[str]:
+    """What makes the run a failed load check: server errors, lost or doubled labels."""
+    out = []
+    for what in ("next", "submissions", "dashboard"):
+        kinds = r[what]["error_kinds"]
+        fives = sum(n for k, n in kinds.items() if k.startswith("HTTP 5"))
+        if fives:
+            out.append(f"{what}: {fives} answers 5xx")
+    stored = r.get("stored", {})
+    for key in ("acknowledged_twice", "missing", "stored_more_than_once"):
+        if stored.get(key):
+            out.append(f"{key.replace('_', ' ')}: {stored[key]}")
+    return out
+
+
 def _show(backend: str, r: dict[str, Any]) -> None:
-    for what in ("submissions", "dashboard"):
+    for what in ("next", "submissions", "dashboard"):
         s = r[what]
         _log(
             f"{backend:<10} {what:<11} {s['requests']:>7,} in {r['seconds']} s = "
@@ -607,6 +704,12 @@ def _show(backend: str, r: dict[str, Any]) -> None:
         f"{backend:<10} server CPU {r['server_cpu_seconds']} s "
         f"({r['server_cpu_ms_per_request']} ms per request), client CPU "
         f"{r['client_cpu_seconds']} s"
+    )
+    st = r.get("stored", {})
+    _log(
+        f"{backend:<10} stored: {st.get('stored')} labels for {st.get('acknowledged')} "
+        f"acknowledged; missing {st.get('missing')}, more than once "
+        f"{st.get('stored_more_than_once')}, not acknowledged {st.get('stored_not_acknowledged')}"
     )
     snap = r["setup"].get("snapshot") or {}
     if snap:
@@ -662,15 +765,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
+    # one trail key for the setup's events and the server's, so the run's copy verifies
+    os.environ.setdefault("LABELLOOP_TRAIL_KEY", "bench-web-trail-key-" + "k" * 32)
     backends = args.backend or ["sqlite", "postgresql"]
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    failed = []
     for backend in backends:
         results[backend] = run_backend(backend, args)
         _show(backend, results[backend])
+        failed += [f"{backend}: {f}" for f in failures(results[backend])]
     results["load_after"] = os.getloadavg()
+    results["load_check"] = "failed: " + "; ".join(failed) if failed else "passed"
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0
+    _log(f"load check {results['load_check']}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from labelloop.store import make_engine, upgrade
+
+# The trail key and anchor file of every engine and command the tests make, unless the
+# environment names them: set here, before any Settings is read, so that no test
+# derives the trail key from (or writes) a secret key file in the working directory,
+# nor appends checkpoints (``labelloop demo`` does) to an anchor file there.
+os.environ.setdefault("LABELLOOP_TRAIL_KEY", "test-trail-key-" + "t" * 32)
+os.environ.setdefault(
+    "LABELLOOP_TRAIL_ANCHOR_FILE",
+    os.path.join(tempfile.mkdtemp(prefix="labelloop-test-"), "trail.anchors"),
+)
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 IN_CI = os.environ.get("CI") == "true"

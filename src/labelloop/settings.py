@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from labelloop.errors import ConfigurationError
+
 DEFAULT_DATABASE_URL = "sqlite:///./labelloop.db"
 
 
@@ -77,13 +79,23 @@ class Settings(BaseSettings):
         return key
 
     def trail_key_bytes(self) -> bytes:
-        """The trail's HMAC key: ``trail_key``, else the contents of ``trail_key_file``,
-        else HMAC-SHA256(secret key, "labelloop trail key v1"), so a deployment that
-        keeps its secret key file outside the database has a trail key outside it too."""
+        """The trail's HMAC key: ``trail_key``, else the contents of ``trail_key_file``
+        (ConfigurationError when it is set but unreadable or empty), else
+        HMAC-SHA256(secret key, "labelloop trail key v1"), so a deployment that keeps its
+        secret key file outside the database has a trail key outside it too."""
         if self.trail_key:
             return self.trail_key.encode("utf-8")
-        if self.trail_key_file is not None and self.trail_key_file.exists():
-            return self.trail_key_file.read_bytes().strip()
+        if self.trail_key_file is not None:
+            # a missing file is an error, never a silent switch to another key
+            try:
+                key = self.trail_key_file.read_bytes().strip()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"LABELLOOP_TRAIL_KEY_FILE {self.trail_key_file}: {exc.strerror or exc}"
+                ) from None
+            if not key:
+                raise ConfigurationError(f"LABELLOOP_TRAIL_KEY_FILE {self.trail_key_file} is empty")
+            return key
         secret = self.ensure_secret_key().encode("utf-8")
         return hmac.new(secret, b"labelloop trail key v1", hashlib.sha256).digest()
 

@@ -1,5 +1,6 @@
 """`labelloop worker`: opens the audit runs that are due, once or in a loop, and (in the
-loop) refreshes stale lead dashboards.
+loop) refreshes stale lead dashboards and anchors the audit trail's head every
+``trail_checkpoint_minutes``.
 
 Each window is opened in its own transaction. Two workers (or a worker and a manual
 trigger) racing for the same window cannot both create it: the run is unique per
@@ -11,12 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditPolicy
@@ -24,6 +27,8 @@ from labelloop.errors import LabelLoopError
 from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.store.base import utcnow
+from labelloop.store.engine import trail_key_of
+from labelloop.trail import anchors
 
 log = logging.getLogger("labelloop.worker")
 
@@ -146,15 +151,56 @@ def _read_engine(settings: Settings) -> Engine:
     return make_engine(settings, read_only=True)
 
 
+@dataclass(frozen=True)
+class CheckpointResult:
+    anchor_file: Path
+    seq: int | None  # the anchored event; None when it failed
+    message: str
+
+
+def checkpoint_due(settings: Settings, *, now: datetime | None = None) -> CheckpointResult | None:
+    """Append a trail checkpoint (:func:`labelloop.trail.service.checkpoint`) when this
+    database's newest anchor in ``trail_anchor_file`` is ``trail_checkpoint_minutes``
+    old or more, or there is none; None when checkpoints are off (0) or none is due.
+
+    The schedule is read from the anchor file itself, so it survives restarts and two
+    workers stay about one interval apart (at worst both append one: harmless). A
+    failure (the head does not match the events, the file cannot be written) is logged
+    as an error and returned; it does not stop the other jobs.
+    """
+    if settings.trail_checkpoint_minutes <= 0:
+        return None
+    now = now or utcnow()
+    path = settings.trail_anchor_file
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:  # no transaction: nothing is locked to look
+            key = trail_key_of(conn.info)
+        last = anchors.last_time(path, key=key, database=anchors.database_id(engine.url))
+        if last is not None and now - last < timedelta(minutes=settings.trail_checkpoint_minutes):
+            return None
+        with session_scope(make_session_factory(engine)) as session:
+            anchor = trail.service.checkpoint(session, anchor_file=path, now=now)
+        return CheckpointResult(path, anchor.seq, "anchored")
+    except (LabelLoopError, OperationalError) as exc:
+        log.error("trail checkpoint to %s failed: %s", path, exc)
+        return CheckpointResult(path, None, f"failed: {exc}")
+    finally:
+        engine.dispose()
+
+
 def loop(settings: Settings, *, interval: float = 60.0, iterations: int | None = None) -> None:
-    """Run :func:`run_due` and :func:`refresh_dashboards` every ``interval`` seconds
-    (forever, or ``iterations`` times)."""
+    """Run :func:`run_due`, :func:`refresh_dashboards` and :func:`checkpoint_due` every
+    ``interval`` seconds (forever, or ``iterations`` times)."""
     done = 0
     while iterations is None or done < iterations:
         for r in run_due(settings):
             log.info("%s %s..%s: %s", r.policy, r.window_start, r.window_end, r.message)
         for d in refresh_dashboards(settings):
             log.info("dashboard of %s: %s (%s s)", d.project, d.message, d.seconds)
+        c = checkpoint_due(settings)
+        if c is not None and c.seq is not None:
+            log.info("trail anchored at event %s in %s", c.seq, c.anchor_file)
         done += 1
         if iterations is None or done < iterations:
             time.sleep(interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,3 +213,59 @@ def test_export_writes_the_file(
     )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["annotations_created"] == expect_label_studio(path).annotations
+
+
+def test_csv_export_is_safe_for_spreadsheets_and_raw_on_request(
+    db: tuple[str, Engine], tmp_path: Path
+) -> None:
+    """Text starting with = + - @ tab or CR gets a leading ' in CSV (numbers do not);
+    --raw writes it as stored; the escaped file re-imports to the same labels."""
+    url, _ = db
+    rows = [
+        {"item_id": "=1+1", "annotator": "=alice", "label": "=SUM(A1:A2)", "text": "\t=cmd",
+         "segment_lang": "en"},
+        {"item_id": "+i2", "annotator": "+bob", "label": "+cmd", "text": "\r=cmd",
+         "segment_lang": "en"},
+        {"item_id": "-i3", "annotator": "-carol", "label": "-neg", "text": "-5",
+         "segment_lang": "en"},
+        {"item_id": "@i4", "annotator": "@dave", "label": "@at", "text": "x",
+         "segment_lang": "-x"},
+    ]  # fmt: skip
+    source = tmp_path / "hostile.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert run(url, "import", source, "-p", "hostile", "--create").exit_code == 0
+
+    def cells(path: Path) -> list[list[str]]:
+        with path.open(encoding="utf-8", newline="") as fh:
+            table = list(csv.DictReader(fh))
+        return [
+            [r["item_id"], r["annotator"], r["label"], r["text"], r["segment_lang"]] for r in table
+        ]
+
+    escaped, raw = tmp_path / "escaped.csv", tmp_path / "raw.csv"
+    result = run(url, "export", "-p", "hostile", "-o", escaped, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["raw"] is False
+    assert cells(escaped) == [
+        ["'=1+1", "'=alice", "'=SUM(A1:A2)", "'\t=cmd", "en"],
+        ["'+i2", "'+bob", "'+cmd", "'\r=cmd", "en"],
+        ["'-i3", "'-carol", "'-neg", "-5", "en"],  # a plain number stays a number
+        ["'@i4", "'@dave", "'@at", "x", "'-x"],
+    ]
+    result = run(url, "export", "-p", "hostile", "-o", raw, "--raw", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert cells(raw) == [
+        [r["item_id"], r["annotator"], r["label"], r["text"], r["segment_lang"]] for r in rows
+    ]
+    again = run(url, "import", escaped, "-p", "hostile-copy", "--create", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["annotations_created"] == len(rows)
+    copy = tmp_path / "copy.csv"
+    assert run(url, "export", "-p", "hostile-copy", "-o", copy, "--raw").exit_code == 0
+    assert cells(copy) == cells(raw)
+
+
+def test_export_help_explains_the_escape() -> None:
+    result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--raw" in result.output and "formula" in result.output

@@ -162,3 +162,21 @@ def test_cli_demo_help() -> None:
         and "--items" in result.output
         and "--database-url" in result.output
     )
+
+
+def test_each_demo_login_has_its_own_salt(session: Session) -> None:
+    """The logins share the demo password but not a hash: each has its own argon2 salt,
+    so the stored hashes do not reveal the shared password (a small demo: the hashing
+    is what is tested)."""
+    build_demo(session, actor=Actor.local("test"), seed=7, n_items=24)
+    users = {a.username: get_user(session, a.username) for a in DEMO_ACCOUNTS}
+    hashes = [u.password_hash or "" for u in users.values()]
+    assert all(h.startswith("$argon2id$") for h in hashes)
+    # $argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>
+    assert len({h.split("$")[4] for h in hashes}) == len(DEMO_ACCOUNTS)
+    assert len(set(hashes)) == len(DEMO_ACCOUNTS)
+    assert check_password(users["demo.admin"], DEMO_PASSWORD)  # one check: argon2 is slow
+    assert not check_password(users["demo.admin"], DEMO_PASSWORD + "x")
+    # the hashes are stored after the user.create events, which never hold one
+    events = session.scalars(select(Event).where(Event.action == "user.create")).all()
+    assert events and not any("argon2" in str(e.after) for e in events)

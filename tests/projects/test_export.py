@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
 from labelloop.errors import ConfigurationError
+from labelloop.formats import AnnotationRecord, read
 from labelloop.projects.exporter import export_project
 from labelloop.projects.importer import import_file
 from labelloop.projects.models import Annotation, GoldLabel, Item, Prediction, Project
@@ -170,3 +173,141 @@ def test_export_refuses_unknown_format_and_missing_directory(
         export_project(
             session, actor=ACTOR, project=project, format="csv", path=tmp_path / "no" / "x.csv"
         )
+
+
+# -- spreadsheet formulas in CSV ------------------------------------------------------------
+#: One item per formula trigger (= + - @ tab CR), in every text column the export writes,
+#: plus text that must stay as it is: plain numbers and a typed quote.
+HOSTILE = [
+    {"item_id": "=1+1", "annotator": "=alice", "label": "=SUM(A1:A2)",
+     "text": '=HYPERLINK("http://evil.example","x")', "segment_source": "+src",
+     "tags": "@tag|plain", "gold": "=SUM(A1:A2)", "payload": {"url": "=x"}},
+    {"item_id": "+i2", "annotator": "+bob", "label": "+cmd", "text": "\t=1+1",
+     "segment_source": "-seg", "tags": "-t"},
+    {"item_id": "-i3", "annotator": "-carol", "label": "-neg", "text": "\r=1+1",
+     "segment_source": "@s", "gold": "-neg"},
+    {"item_id": "@i4", "annotator": "@dave", "label": "@at", "text": "@SUM(1)"},
+    {"item_id": "i5", "annotator": "erin", "label": "'=typed", "text": "-5",
+     "segment_source": "-1.5"},
+    {"item_id": "i6", "annotator": "frank", "label": "plain", "text": "'-1"},
+]  # fmt: skip
+HOSTILE_SCHEMA = {
+    "task_type": "single",
+    "labels": ["=SUM(A1:A2)", "+cmd", "-neg", "@at", "'=typed", "plain"],
+}
+#: The text columns of the long form.
+TEXT_CELLS = ("item_id", "annotator", "label", "gold", "text", "segment_source", "tags")
+#: ... and what the default CSV export holds in them for HOSTILE.
+ESCAPED = [
+    ("'=1+1", "'=alice", "'=SUM(A1:A2)", "'=SUM(A1:A2)", '\'=HYPERLINK("http://evil.example","x")',
+     "'+src", "'@tag|plain"),
+    ("'+i2", "'+bob", "'+cmd", "", "'\t=1+1", "'-seg", "'-t"),
+    ("'-i3", "'-carol", "'-neg", "'-neg", "'\r=1+1", "'@s", ""),
+    ("'@i4", "'@dave", "'@at", "", "'@SUM(1)", "", ""),
+    ("i5", "erin", "''=typed", "", "-5", "-1.5", ""),  # plain numbers stay numbers
+    ("i6", "frank", "plain", "", "'-1", "", ""),  # a typed quote before a number stays
+]  # fmt: skip
+
+
+def _hostile_project(session: Session, tmp_path: Path, name: str = "hostile") -> None:
+    path = tmp_path / f"{name}.jsonl"  # JSONL: the values reach the database as typed
+    path.write_text("".join(json.dumps(r) + "\n" for r in HOSTILE), encoding="utf-8")
+    create_project(session, actor=ACTOR, name=name, schema=LabelSchema.from_dict(HOSTILE_SCHEMA))
+    assert import_file(session, actor=ACTOR, path=path, project=name).annotations_created == 6
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_csv_export_escapes_cells_a_spreadsheet_would_run(session: Session, tmp_path: Path) -> None:
+    _hostile_project(session, tmp_path)
+    out = tmp_path / "out.csv"
+    summary = export_project(session, actor=ACTOR, project="hostile", format="csv", path=out)
+    assert not summary.raw
+    rows = _csv_rows(out)
+    assert [tuple(row[c] for c in TEXT_CELLS) for row in rows] == ESCAPED
+    assert all(row["payload"].startswith("{") for row in rows)  # JSON is never a formula
+    event = session.scalars(select(Event).order_by(Event.seq.desc()).limit(1)).one()
+    assert event.after["format"] == "csv" and event.after["raw"] is False
+
+
+def test_raw_csv_export_writes_cells_as_stored(session: Session, tmp_path: Path) -> None:
+    _hostile_project(session, tmp_path)
+    out = tmp_path / "raw.csv"
+    summary = export_project(
+        session, actor=ACTOR, project="hostile", format="csv", path=out, raw=True
+    )
+    assert summary.raw and summary.as_dict()["raw"] is True
+    assert [tuple(row[c] for c in TEXT_CELLS) for row in _csv_rows(out)] == [
+        tuple(str(typed.get(c, "")) for c in TEXT_CELLS) for typed in HOSTILE
+    ]
+    event = session.scalars(select(Event).order_by(Event.seq.desc()).limit(1)).one()
+    assert event.after["raw"] is True
+    # the reader takes ' before = + - @ for the escape: a raw file is exact except for
+    # text that starts that way (the typed "'=typed" reads as "=typed")
+    labels = [r.value for r in read(out) if isinstance(r, AnnotationRecord)]
+    assert labels == [r["label"] for r in HOSTILE[:4]] + ["=typed", "plain"]
+
+
+def test_default_csv_export_of_formula_text_reimports_the_same(
+    session: Session, tmp_path: Path
+) -> None:
+    _hostile_project(session, tmp_path, "orig")
+    out = tmp_path / "out.csv"
+    export_project(session, actor=ACTOR, project="orig", format="csv", path=out)
+    create_project(session, actor=ACTOR, name="copy", schema=LabelSchema.from_dict(HOSTILE_SCHEMA))
+    again = import_file(session, actor=ACTOR, path=out, project="copy")
+    assert again.annotations_created == len(HOSTILE)
+    assert annotations(session, "copy") == annotations(session, "orig")
+    assert gold(session, "copy") == gold(session, "orig")
+    assert items(session, "copy") == items(session, "orig")
+    tags = session.execute(
+        select(Item.external_id, Item.tags).join(Project).where(Project.name == "copy")
+    ).all()
+    assert dict(tags)["=1+1"] == ["@tag", "plain"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "label-studio"])
+def test_other_formats_are_never_escaped(session: Session, tmp_path: Path, fmt: str) -> None:
+    _hostile_project(session, tmp_path)
+    out = tmp_path / f"out.{fmt}"
+    export_project(session, actor=ACTOR, project="hostile", format=fmt, path=out)
+    event = session.scalars(select(Event).order_by(Event.seq.desc()).limit(1)).one()
+    assert "raw" not in event.after
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.read_table(out).column("annotator").to_pylist()
+    elif fmt == "jsonl":
+        lines = out.read_text(encoding="utf-8").splitlines()
+        names = [json.loads(line)["annotator"] for line in lines]
+    else:
+        tasks = json.loads(out.read_text(encoding="utf-8"))
+        names = [a["completed_by"]["email"] for t in tasks for a in t["annotations"]]
+    assert sorted(names) == sorted(r["annotator"] for r in HOSTILE)
+
+
+def test_ordinal_ratings_stay_numbers_in_csv(session: Session, tmp_path: Path) -> None:
+    schema = LabelSchema.from_dict(
+        {"task_type": "ordinal", "scale": {"min": -2, "max": 2, "step": 1}}
+    )
+    create_project(session, actor=ACTOR, name="ratings", schema=schema)
+    path = tmp_path / "ratings.jsonl"
+    ratings = [("a", "ann", -1), ("a", "bob", -2), ("b", "ann", 2), ("b", "bob", 0)]
+    path.write_text(
+        "".join(
+            json.dumps({"item_id": i, "annotator": u, "label": v}) + "\n" for i, u, v in ratings
+        ),
+        encoding="utf-8",
+    )
+    import_file(session, actor=ACTOR, path=path, project="ratings")
+    out = tmp_path / "ratings.csv"
+    export_project(session, actor=ACTOR, project="ratings", format="csv", path=out)
+    assert [(r["annotator"], r["label"]) for r in _csv_rows(out)] == [
+        (u, str(v)) for _i, u, v in ratings
+    ]
+    create_project(session, actor=ACTOR, name="copy", schema=schema)
+    import_file(session, actor=ACTOR, path=out, project="copy")
+    assert annotations(session, "copy") == annotations(session, "ratings")

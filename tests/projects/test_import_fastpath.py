@@ -195,6 +195,17 @@ def test_same_rows_as_record_path(
     assert snap["events"][-1][0] == "import.file"
 
 
+def test_a_formula_escape_gives_the_record_paths_rows(
+    session: Session, project: Project, tmp_path: Path, spy: list[str]
+) -> None:
+    """LabelLoop's CSV exports write ``'=x`` for ``=x``; the record path reads it back,
+    and the fast path leaves such a file to it."""
+    path = write(tmp_path / "a.csv", [*ROWS, "t8,'=alice,billing,,,,,,"])
+    out = both(session, project, [importing(session, path)])
+    assert spy == ["fallback: a cell that may hold the spreadsheet-formula escape"]
+    assert any(a[1] == "=alice" for a in out[0][2]["annotations"])
+
+
 def test_tsv_and_crlf(session: Session, project: Project, tmp_path: Path, spy: list[str]) -> None:
     rows = [r.replace(",", "\t") for r in ROWS if '"' not in r]
     path = write(tmp_path / "a.tsv", rows, HEADER.replace(",", "\t"), sep="\r\n")

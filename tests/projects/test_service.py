@@ -162,41 +162,46 @@ def test_annotator_cannot_manage_project(
     assert session.scalar(select(func.count(Event.id))) == before
 
 
-def test_annotator_submits_own_work_only(
+def test_recording_annotations_as_given_is_for_leads_and_members_only(
     session: Session, project: Project, factories: ModuleType
 ) -> None:
+    """Annotators label through the queue (workbench.submit); recording an annotation
+    as given (its own times, any annotator) needs data.import, and the annotator must
+    hold a role in the project that may annotate."""
     item = factories.ItemFactory(project=project)
     mine = factories.MembershipFactory(project=project)
+    lead = factories.MembershipFactory(project=project, lead=True)
     someone = factories.UserFactory()
     me = Actor(name="user:me", user_id=mine.user_id)
-    ann = service.submit_annotation(
-        session,
-        actor=me,
-        project=project,
-        item_id=item.id,
-        annotator_id=mine.user_id,
-        value="billing",
-    )
-    assert ann.id
     with pytest.raises(PermissionDenied, match=r"data\.import"):
         service.submit_annotation(
             session,
             actor=me,
             project=project,
             item_id=item.id,
-            annotator_id=someone.id,
+            annotator_id=mine.user_id,
             value="billing",
         )
-    outsider = Actor(name="user:out", user_id=someone.id)
-    with pytest.raises(PermissionDenied, match="annotate"):
+    boss = Actor(name="user:lead", user_id=lead.user_id)
+    ann = service.submit_annotation(
+        session,
+        actor=boss,
+        project=project,
+        item_id=item.id,
+        annotator_id=mine.user_id,
+        value="billing",
+    )
+    assert ann.annotator_id == mine.user_id
+    with pytest.raises(ValidationFailed) as refused:
         service.submit_annotation(
             session,
-            actor=outsider,
+            actor=boss,
             project=project,
             item_id=item.id,
             annotator_id=someone.id,
             value="billing",
         )
+    assert [v.field for v in refused.value.violations] == ["annotator_id"]
 
 
 # -- annotations ---------------------------------------------------------------------------

@@ -1,63 +1,16 @@
 """Tamper detection: `labelloop trail verify` fails, naming the event, after any manual
-edit, deletion or reordering of event rows (raw SQL on a committed database)."""
+edit, deletion or reordering of event rows (raw SQL on a committed database), and after
+a rewrite with the public chain functions, which cannot produce the keyed hashes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from click.testing import Result
-from sqlalchemy import Engine, text
-from typer.testing import CliRunner
+from sqlalchemy import Engine
 
-from labelloop import trail
-from labelloop.accounts.actor import Actor
-from labelloop.accounts.service import create_user
-from labelloop.cli import app
 from labelloop.projects import service
-from labelloop.projects.schemas import LabelSchema
-from labelloop.store import make_engine, make_session_factory, session_scope
+from labelloop.store import make_session_factory, session_scope
 
-runner = CliRunner()
-OPERATOR = Actor.local("test")
-
-
-def verify(url: str) -> Result:
-    return runner.invoke(app, ["trail", "verify", "--database-url", url])
-
-
-@pytest.fixture
-def db(fresh_database_url: str) -> Iterator[tuple[str, Engine]]:
-    """A committed database with five events (seq 1..5)."""
-    engine = make_engine(fresh_database_url)
-    schema = LabelSchema.from_dict({"task_type": "single", "labels": ["a", "b"]})
-    with session_scope(make_session_factory(engine)) as session:
-        project = service.create_project(session, actor=OPERATOR, name="p", schema=schema)  # 1
-        user = create_user(session, actor=OPERATOR, username="ann")  # 2
-        item = service.add_item(
-            session, actor=OPERATOR, project=project, external_id="i1", payload={"text": "x"}
-        )  # 3
-        service.submit_annotation(
-            session,
-            actor=OPERATOR,
-            project=project,
-            item_id=item.id,
-            annotator_id=user.id,
-            value="a",
-        )  # 4
-        service.set_gold(session, actor=OPERATOR, project=project, item_id=item.id, value="a")  # 5
-    with session_scope(make_session_factory(engine)) as session:
-        result = trail.service.verify(session)
-        assert result.ok and result.checked == 5
-    try:
-        yield fresh_database_url, engine
-    finally:
-        engine.dispose()
-
-
-def sql(engine: Engine, statement: str, **params: object) -> None:
-    with engine.begin() as conn:
-        conn.execute(text(statement), params)
+from .conftest import OPERATOR, sql, verify
 
 
 def test_intact_trail_verifies(db: tuple[str, Engine]) -> None:
@@ -96,15 +49,18 @@ def test_edited_json_value_is_named(db: tuple[str, Engine]) -> None:
 
 
 def test_edit_with_recomputed_own_hash_breaks_the_link(db: tuple[str, Engine]) -> None:
-    """A forger who rehashes the edited event still breaks the next event's link."""
+    """A forger who somehow rehashes the edited event (here: with the key) still breaks
+    the next event's link."""
     url, engine = db
-    from labelloop.trail.chain import event_hash, hashed_fields
+    from labelloop.settings import Settings
+    from labelloop.trail.chain import hashed_fields, keyed_hash
     from labelloop.trail.models import Event
 
     with session_scope(make_session_factory(engine)) as session:
         event = session.query(Event).filter_by(seq=2).one()
         event.actor = "forger"
-        event.hash = event_hash(
+        event.hash = keyed_hash(
+            Settings().trail_key_bytes(),
             event.prev_hash,
             hashed_fields(
                 seq=event.seq,
@@ -121,6 +77,7 @@ def test_edit_with_recomputed_own_hash_breaks_the_link(db: tuple[str, Engine]) -
     result = verify(url)
     assert result.exit_code == 1
     assert "event 3: previous-hash link broken" in result.stderr
+    assert "event 2:" not in result.stderr
 
 
 def test_deleted_event_is_named(db: tuple[str, Engine]) -> None:

@@ -11,12 +11,17 @@ other tests change.
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -236,3 +241,43 @@ def count_rows(url: str, model: type, **where: object) -> int:
             return int(s.scalar(stmt) or 0)
     finally:
         engine.dispose()
+
+
+def make_token(demo: Demo, username: str, role: str) -> str:
+    """A new API token of ``username`` for ``role`` in the demo project."""
+    from labelloop.accounts import tokens
+    from labelloop.accounts.roles import Role
+
+    engine = make_engine(demo.url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            return tokens.create_token(
+                s, actor=OPERATOR, username=username, project_id=demo.project_id, role=Role(role)
+            ).plaintext
+    finally:
+        engine.dispose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[int]:
+    """``app`` served by uvicorn on a free local port (yields the port)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()

@@ -5,7 +5,8 @@ fails :func:`test_every_route_has_a_rule`, so access is decided on purpose, neve
 accident. "Allowed" means the request got past authentication and the permission check
 (any status but 401, 403 or a redirect to the login page); writes are sent with bodies
 that pass validation but name a record that does not exist, so an allowed write answers
-404 and nothing is written.
+404 and nothing is written. Callers who hold no role in a project are told the project
+(or run) does not exist: that 404 counts as denied.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): PUBLIC,
     ("POST", "/logout"): SIGNED_IN,
     ("GET", "/"): SIGNED_IN,
+    ("GET", "/account"): SIGNED_IN,
+    ("POST", "/account/sessions/revoke"): SIGNED_IN,
     ("GET", "/projects/{project_id}"): LEADS,
     ("POST", "/projects/{project_id}/dashboard/refresh"): LEADS,
     ("GET", "/projects/{project_id}/audits"): REVIEWERS,
@@ -57,6 +60,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/projects/{project_id}"): MEMBERS,
     ("GET", "/api/v1/projects/{project_id}/items"): MEMBERS,
     ("POST", "/api/v1/projects/{project_id}/annotations"): ANNOTATORS,
+    ("POST", "/api/v1/projects/{project_id}/work/next"): ANNOTATORS,
+    ("POST", "/api/v1/projects/{project_id}/work/{item_id}/skip"): ANNOTATORS,
     ("GET", "/api/v1/projects/{project_id}/gold"): GOLD_READERS,
     ("POST", "/api/v1/projects/{project_id}/gold"): GOLD_WRITERS,
     ("POST", "/api/v1/projects/{project_id}/predictions"): MODELS,
@@ -95,6 +100,7 @@ FORMS: dict[str, dict[str, str]] = {
     "/audits/runs/{run_id}/queue/{assignment_id}": {"verdict": "unsure"},
     "/admin/users": {"username": "   ", "password": "long-enough-pw"},
     "/logout": {},
+    "/account/sessions/revoke": {"session_id": str(NOWHERE)},
     "/projects/{project_id}/dashboard/refresh": {},
     "/projects/{project_id}/policies": {"name": " "},
     "/projects/{project_id}/policies/{policy_id}": {"cadence": "manual"},
@@ -106,6 +112,8 @@ FORMS: dict[str, dict[str, str]] = {
 }
 JSON_BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/projects/{project_id}/annotations": {"item_id": NOWHERE, "value": "billing"},
+    "/api/v1/projects/{project_id}/work/next": {},
+    "/api/v1/projects/{project_id}/work/{item_id}/skip": {"reason": "access table"},
     "/api/v1/projects/{project_id}/gold": {"item_id": NOWHERE, "value": "billing"},
     "/api/v1/projects/{project_id}/predictions": {"item_id": NOWHERE, "model_name": "m"},
     "/api/v1/projects/{project_id}/items": {"external_id": "", "payload": {}},
@@ -160,9 +168,24 @@ def _url(path: str, demo: Demo, method: str = "GET") -> str:
     )
 
 
-def _denied(status: int, location: str | None) -> bool:
-    return status in (401, 403) or (
-        status in (302, 303) and (location or "").startswith("/login?next=")
+def _hidden(r: Any, demo: Demo) -> bool:
+    """The answer to a caller who may not know the project exists: its 404."""
+    if r.status_code != 404:
+        return False
+    text = r.text
+    return (
+        f"no project with id {demo.project_id}" in text
+        or f"no audit run {demo.open_run_id}" in text
+        or f"no audit run {demo.closed_run_id}" in text
+    )
+
+
+def _denied(r: Any, demo: Demo) -> bool:
+    location = r.headers.get("location") or ""
+    return (
+        r.status_code in (401, 403)
+        or (r.status_code in (302, 303) and location.startswith("/login?next="))
+        or _hidden(r, demo)
     )
 
 
@@ -198,7 +221,7 @@ def test_role_route_table(
     for method, path in routes:
         r = _call(client, csrf, method, path, demo, who)
         assert r.status_code < 500, (who, method, path, r.status_code, r.text[:300])
-        allowed = not _denied(r.status_code, r.headers.get("location"))
+        allowed = not _denied(r, demo)
         expected = who in RULES[(method, path)]
         if allowed != expected:
             wrong.append(
@@ -257,7 +280,7 @@ def test_api_route_table_with_tokens(
         else:
             r = anonymous.request(method, url, json=JSON_BODIES[path], headers=headers)
         assert r.status_code < 500, (who, method, path, r.status_code, r.text[:300])
-        allowed = r.status_code not in (401, 403)
+        allowed = not _denied(r, demo)
         if allowed != (who in RULES[(method, path)]):
             wrong.append(f"{method} {path}: got {r.status_code}")
     assert not wrong, f"{who} (token):\n" + "\n".join(wrong)

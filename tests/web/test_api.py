@@ -97,8 +97,9 @@ def test_bad_credentials(api: TestClient) -> None:
 def test_annotation_validation_at_entry(api: TestClient, demo: Demo) -> None:
     h = _bearer(_token(demo, "lucas.martin", "annotator"))
     url = f"/api/v1/projects/{demo.project_id}/annotations"
-    item = api.get(f"/api/v1/projects/{demo.project_id}/items?limit=1", headers=h).json()
-    item_id = item["items"][0]["id"]
+    served = api.post(f"/api/v1/projects/{demo.project_id}/work/next", headers=h)
+    assert served.status_code == 200, served.text
+    item_id = served.json()["item"]["item_id"]
     before = count_rows(demo.url, Annotation)
     r = api.post(url, json={"item_id": item_id, "value": "not-a-label"}, headers=h)
     assert r.status_code == 422
@@ -113,12 +114,10 @@ def test_annotation_validation_at_entry(api: TestClient, demo: Demo) -> None:
     assert fields == {"item_id", "active_seconds"}
     assert count_rows(demo.url, Annotation) == before  # nothing written
     r = api.post(
-        url,
-        json={"item_id": item_id, "value": "billing", "active_seconds": 12.5, "external_key": "t1"},
-        headers=h,
+        url, json={"item_id": item_id, "value": "billing", "active_seconds": 0.5}, headers=h
     )
     assert r.status_code == 201, r.text
-    assert r.json()["value"] == "billing" and r.json()["source"] == "api"
+    assert r.json()["value"] == "billing" and r.json()["source"] == "workbench"
     assert count_rows(demo.url, Annotation) == before + 1
 
 

@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -16,12 +17,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from labelloop.accounts.roles import Role
+from labelloop.accounts.service import grant
 from labelloop.audits.models import AuditPolicy, AuditRun
-from labelloop.projects.models import Annotation, ImportBatch, Item
+from labelloop.projects.importer import import_file
+from labelloop.projects.models import Annotation, ImportBatch, Item, Project
+from labelloop.projects.schemas import LabelSchema
+from labelloop.projects.service import create_project
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.trail.models import Event
-from labelloop.web.pages import transfers
-from tests.web.conftest import Demo, count_rows
+from tests.web.conftest import OPERATOR, ROLE_USERS, Demo, count_rows
 
 Clients = dict[str, tuple[TestClient, str | None]]
 
@@ -325,7 +330,7 @@ def test_upload_over_the_limit_is_413(
     lead: tuple[TestClient, str], demo: Demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, csrf = lead
-    monkeypatch.setattr(transfers, "MAX_UPLOAD_BYTES", 64)
+    monkeypatch.setattr(client.app.state.settings, "max_upload_bytes", 64)  # type: ignore[attr-defined]
     items = count_rows(demo.url, Item)
     content = _csv([(f"big-{n}", "lucas.martin", "billing", "x" * 20) for n in range(10)])
     r = _upload(client, csrf, demo, "big.csv", content)
@@ -361,6 +366,84 @@ def test_export_downloads_parse(lead: tuple[TestClient, str], demo: Demo) -> Non
     assert count_rows(demo.url, Event, action="export.file") == events + 4
     r = client.get(url, params={"format": "xlsx"})
     assert r.status_code == 422
+
+
+FORMULA_PROJECT = "web-formulas"
+#: (item id, annotator, label, text): each starts with a spreadsheet formula trigger.
+FORMULA_ROWS = [
+    ("=1+1", "=web-alice", "=SUM(A1:A2)", "\t=cmd"),
+    ("+i2", "+web-bob", "+cmd", "\r=cmd"),
+    ("-i3", "-web-carol", "-neg", "-5"),
+    ("@i4", "@web-dave", "@at", "@SUM(1)"),
+]
+
+
+def _formula_project(demo: Demo, tmp_path: Path) -> int:
+    """A project of the demo lead whose names and text start with formula triggers."""
+    engine = make_engine(demo.url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            found = s.scalar(select(Project.id).where(Project.name == FORMULA_PROJECT))
+            if found is not None:
+                return found
+            labels = [label for _i, _a, label, _t in FORMULA_ROWS]
+            project = create_project(
+                s,
+                actor=OPERATOR,
+                name=FORMULA_PROJECT,
+                schema=LabelSchema.from_dict({"task_type": "single", "labels": labels}),
+            )
+            grant(
+                s,
+                actor=OPERATOR,
+                username=ROLE_USERS["lead"],
+                project_id=project.id,
+                role=Role.LEAD,
+            )
+            path = tmp_path / "formulas.jsonl"
+            path.write_text(
+                "".join(
+                    json.dumps({"item_id": i, "annotator": a, "label": label, "text": t}) + "\n"
+                    for i, a, label, t in FORMULA_ROWS
+                ),
+                encoding="utf-8",
+            )
+            import_file(s, actor=OPERATOR, path=path, project=FORMULA_PROJECT)
+            return project.id
+    finally:
+        engine.dispose()
+
+
+def test_csv_download_escapes_formulas_unless_raw(
+    lead: tuple[TestClient, str], demo: Demo, tmp_path: Path
+) -> None:
+    client, _ = lead
+    project_id = _formula_project(demo, tmp_path)
+    page = client.get(f"/projects/{project_id}/exports")
+    assert page.status_code == 200
+    assert re.search(r'<input type="checkbox" name="raw" value="true"', page.text)
+    url = f"/projects/{project_id}/exports/download"
+
+    def cells(params: dict[str, str], where: str = url) -> list[tuple[str, ...]]:
+        r = client.get(where, params=params)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        rows = csv.DictReader(io.StringIO(r.content.decode("utf-8"), newline=""))
+        return [(row["item_id"], row["annotator"], row["label"], row["text"]) for row in rows]
+
+    assert cells({"format": "csv"}) == [
+        ("'=1+1", "'=web-alice", "'=SUM(A1:A2)", "'\t=cmd"),
+        ("'+i2", "'+web-bob", "'+cmd", "'\r=cmd"),
+        ("'-i3", "'-web-carol", "'-neg", "-5"),  # a plain number stays a number
+        ("'@i4", "'@web-dave", "'@at", "'@SUM(1)"),
+    ]
+    assert cells({"format": "csv", "raw": "true"}) == FORMULA_ROWS
+    api = f"/api/v1/projects/{project_id}/export"  # the API's download: the same rule
+    assert cells({"format": "csv"}, api) == cells({"format": "csv"})
+    assert cells({"format": "csv", "raw": "true"}, api) == FORMULA_ROWS
+    r = client.get(url, params={"format": "jsonl"})  # JSONL is never escaped
+    assert [json.loads(line)["annotator"] for line in r.text.splitlines()] == [
+        a for _i, a, _l, _t in FORMULA_ROWS
+    ]
 
 
 def test_lead_links_on_the_overview(lead: tuple[TestClient, str], demo: Demo) -> None:

@@ -147,7 +147,6 @@ def test_forbidden_pages_are_403_pages(clients: Clients, demo: Demo) -> None:
         ("annotator", f"/projects/{demo.project_id}"),
         ("model", f"/projects/{demo.project_id}/audits"),
         ("auditor", "/admin/users"),
-        ("outsider", f"/audits/runs/{demo.open_run_id}/queue"),
     ):
         client, _ = clients[who]
         r = client.get(url)
@@ -157,6 +156,10 @@ def test_forbidden_pages_are_403_pages(clients: Clients, demo: Demo) -> None:
     assert "demo.lead" in admin.get("/admin/users").text
     lead, _ = clients["lead"]
     assert lead.get("/projects/999999").status_code == 404
+    # a caller with no role in a project is told it does not exist, as for a missing one
+    outsider, _ = clients["outsider"]
+    r = outsider.get(f"/audits/runs/{demo.open_run_id}/queue")
+    assert r.status_code == 404 and f"no audit run {demo.open_run_id}" in r.text
 
 
 def test_admin_creates_a_user(clients: Clients) -> None:

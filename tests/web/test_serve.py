@@ -60,6 +60,7 @@ def test_serve_hands_settings_to_workers(
         "port": 8123,
         "workers": 3,
         "log_level": "info",
+        "proxy_headers": False,
     }
     assert calls["env"] == {"LABELLOOP_DATABASE_URL": demo.url}
     assert calls["key"]

@@ -9,10 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
-from labelloop.projects.models import Annotation, Item
-from labelloop.store import make_engine, make_session_factory, session_scope
+from labelloop.projects.models import Annotation
 from labelloop.web import create_app
 from labelloop.web.deps import TransactionRoute, get_session
 from tests.web.conftest import ROLE_USERS, Demo, count_rows, make_settings
@@ -55,19 +53,14 @@ def test_one_connection_is_enough(demo: Demo, tmp_path: Path) -> None:
     settings = make_settings(demo.url, tmp_path)
     settings.db_pool_size, settings.db_max_overflow = 1, 0
     token = _token(demo, ROLE_USERS["annotator"], "annotator")
-    engine = make_engine(demo.url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            item_id = session.scalar(
-                select(Item.id).where(Item.project_id == demo.project_id).order_by(Item.id)
-            )
-    finally:
-        engine.dispose()
-    before = count_rows(demo.url, Annotation, item_id=item_id)
     with TestClient(create_app(settings)) as api:
+        r = api.post(f"/api/v1/projects/{demo.project_id}/work/next", headers=_bearer(token))
+        assert r.status_code == 200, r.text
+        item_id = r.json()["item"]["item_id"]
+        before = count_rows(demo.url, Annotation, item_id=item_id)
         r = api.post(
             f"/api/v1/projects/{demo.project_id}/annotations",
-            json={"item_id": item_id, "value": "billing", "external_key": "one-connection"},
+            json={"item_id": item_id, "value": "billing"},
             headers=_bearer(token),
         )
         assert r.status_code == 201, r.text

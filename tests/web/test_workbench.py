@@ -24,7 +24,7 @@ from labelloop.accounts.models import User
 from labelloop.accounts.roles import Role
 from labelloop.demo.builder import DEMO_PASSWORD
 from labelloop.projects import service as projects
-from labelloop.projects.models import Annotation, Project
+from labelloop.projects.models import Annotation, Item, Project
 from labelloop.projects.schemas import LabelSchema
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.workbench import service as workbench
@@ -166,9 +166,12 @@ def test_annotator_sees_an_item_blind(
 def test_roles_without_annotate_get_403(
     clients: dict[str, tuple[TestClient, str | None]], demo: Demo
 ) -> None:
-    for who in ("auditor", "model", "outsider"):
+    for who in ("auditor", "model"):
         client, _ = clients[who]
         assert client.get(f"/projects/{demo.project_id}/work").status_code == 403
+    # someone with no role in the project is told it does not exist
+    outsider, _ = clients["outsider"]
+    assert outsider.get(f"/projects/{demo.project_id}/work").status_code == 404
 
 
 def test_valid_submission_is_saved(tester: tuple[TestClient, str], wb: Fixture) -> None:
@@ -303,12 +306,11 @@ def test_an_item_not_held_is_a_conflict(tester: tuple[TestClient, str], wb: Fixt
     try:
         with session_scope(factory) as s:
             project = projects.get_project(s, wb.single)
-            other = next(
-                i
-                for i in s.scalars(
-                    select(Annotation.item_id).where(Annotation.project_id == project.id)
-                )
-            )
+            # any item of the project but the held one (whatever other tests did first)
+            other = s.scalars(
+                select(Item.id).where(Item.project_id == project.id, Item.id != held)
+            ).first()
+            assert other is not None
     finally:
         engine.dispose()
     r = client.post(

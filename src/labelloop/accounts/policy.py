@@ -38,6 +38,17 @@ def require(
     raise PermissionDenied(f"{actor.name} may not {permission.value}{where}")
 
 
+def allowed(
+    session: Session, actor: Actor, permission: Permission, *, project_id: int | None
+) -> bool:
+    """Whether :func:`require` would let ``actor`` do ``permission`` in the project."""
+    try:
+        require(session, actor, permission, project_id=project_id)
+    except PermissionDenied:
+        return False
+    return True
+
+
 def require_admin(actor: Actor) -> None:
     if not (actor.system or actor.is_admin):
         raise PermissionDenied(f"{actor.name} is not an administrator")

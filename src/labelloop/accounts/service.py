@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
 from collections.abc import Sequence
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from labelloop import trail
@@ -15,6 +17,8 @@ from labelloop.accounts.models import Membership, User
 from labelloop.accounts.policy import require, require_admin
 from labelloop.accounts.roles import Permission, Role
 from labelloop.errors import Conflict, NotFound, ValidationFailed
+from labelloop.identifiers import USERNAME, USERNAME_RULE, login_key, normal_username, problem
+from labelloop.projects.validation import Violation
 
 _hasher = PasswordHasher()
 
@@ -34,6 +38,58 @@ def check_password(user: User, password: str) -> bool:
         return _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password with the same parameters as real ones: verified in
+    place of a missing hash, so a sign-in costs the same whether or not the user
+    exists or has a password."""
+    return _hasher.hash(secrets.token_urlsafe(32))
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The active user with this name and password, else ``None``.
+
+    The name is matched in its NFKC, trimmed form, and case-insensitively when that
+    finds exactly one user (:func:`labelloop.identifiers.login_key`). Exactly one
+    argon2 verification runs whatever the outcome (against a dummy hash for unknown
+    users and users without a password), so the time taken does not tell whether the
+    account exists.
+    """
+    name = normal_username(username)
+    found = session.scalars(
+        select(User)
+        .where(or_(User.username == name, func.lower(User.username) == login_key(name)))
+        .limit(5)
+    ).all()
+    exact = [u for u in found if u.username == name]
+    user = exact[0] if exact else (found[0] if len(found) == 1 else None)
+    stored = user.password_hash if user is not None and user.password_hash else None
+    ok: bool
+    try:
+        ok = _hasher.verify(stored or _dummy_hash(), password)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if user is None or stored is None or not user.is_active or not ok:
+        return None
+    return user
+
+
+def check_username(session: Session, username: str) -> str:
+    """The username an administrator typed, normalised and checked: the documented
+    character set (:data:`labelloop.identifiers.USERNAME_RULE`) and no other account
+    with the same name in any letter case. ValidationFailed / Conflict name the field."""
+    name = normal_username(username)
+    if not USERNAME.fullmatch(name):
+        raise ValidationFailed(
+            f"username {name!r} is not allowed: {USERNAME_RULE}",
+            [Violation("username", "invalid", USERNAME_RULE)],
+        )
+    taken = session.scalar(select(User.username).where(func.lower(User.username) == name.lower()))
+    if taken is not None:
+        raise Conflict(f"user {taken!r} already exists")
+    return name
 
 
 def _public(user: User) -> dict[str, object]:
@@ -56,11 +112,7 @@ def create_user(
     display_name: str | None = None,
 ) -> User:
     require_admin(actor)
-    username = username.strip()
-    if not username:
-        raise ValidationFailed("username must not be empty")
-    if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise Conflict(f"user {username!r} already exists")
+    username = check_username(session, username)
     user = User(
         username=username,
         email=email,
@@ -99,6 +151,12 @@ def ensure_users(
     ``annotator`` membership in the project) for names not seen before. Used by imports."""
     found: dict[str, int] = {}
     names = sorted(usernames)
+    bad = [(n, why) for n in names if (why := problem(n)) is not None]
+    if bad:
+        raise ValidationFailed(
+            f"annotator name {bad[0][0]!r} {bad[0][1]}",
+            [Violation("annotator", "invalid", f"{n!r}: {why}") for n, why in bad[:50]],
+        )
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
         for uid, name in session.execute(

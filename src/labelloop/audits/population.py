@@ -9,6 +9,7 @@ agreement and fatigue figures of the report) is computed on these columns.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -439,9 +440,22 @@ def stratum_codes(
         for _, labels in reversed(dims):
             parts.append(labels[code % len(labels)])
             code //= len(labels)
-        names_out.append(" | ".join(reversed(parts)))
+        names_out.append(_fit(" | ".join(reversed(parts))))
     # keys are in combined-code order, which is the lexicographic order of the parts
     return inverse.reshape(-1).astype(np.int64), names_out
+
+
+#: The longest stratum name stored (``AuditUnit.stratum``).
+MAX_STRATUM = 300
+
+
+def _fit(name: str) -> str:
+    """A stratum name that fits its column: a long one (many tags, long segment values)
+    is cut and ends with a digest of the whole name, so distinct strata stay distinct."""
+    if len(name) <= MAX_STRATUM:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    return f"{name[: MAX_STRATUM - 18]}… {digest}"
 
 
 # ---------------------------------------------------------------------------- sessions

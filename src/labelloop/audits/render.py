@@ -1,10 +1,48 @@
-"""Render an audit report as Markdown, self-contained HTML (inline CSS and SVG), or JSON."""
+"""Render an audit report as Markdown, self-contained HTML (inline CSS and SVG), or JSON.
+
+Names in a report (policy, project, annotators, labels, segments, error categories,
+and the notes and actions built from them) are whatever people typed. Both renderers
+treat them as plain text: Markdown escapes them with :func:`md_text`, HTML with
+:func:`html.escape`, so a name shows as typed and cannot add markup, links or table
+cells. Numbers formatted here are not escaped.
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import re
+import string
+from collections.abc import Callable
 from typing import Any
+
+#: ASCII punctuation that means nothing in any Markdown flavour, so it stays readable.
+_MD_PLAIN = ",;?%'\"/"
+#: Character -> Markdown that renders as that character: entities for ``& < >``,
+#: backslash escapes for other punctuation, U+FFFD for control characters.
+_MD_ESCAPES: dict[int, str] = {
+    **{ord(ch): "\\" + ch for ch in string.punctuation if ch not in _MD_PLAIN},
+    **{ord(ch): ref for ch, ref in {"&": "&amp;", "<": "&lt;", ">": "&gt;"}.items()},
+    **{code: "\ufffd" for code in (*range(0x20), *range(0x7F, 0xA0))},
+}
+_WHITESPACE = re.compile(r"\s+")
+
+
+def md_text(value: object) -> str:
+    """``value`` as Markdown that renders as exactly that text, on one line.
+
+    ``&``, ``<`` and ``>`` become entities (no HTML, no autolinks), other ASCII
+    punctuation except ``, ; ? % ' " /`` is backslash-escaped (no emphasis, code,
+    links, images, headings, lists, table cells, math or bare-URL autolinks: CommonMark
+    and GitHub read ``\\x`` as a literal ``x``), runs of whitespace (line breaks and
+    tabs included) become one space, and other control characters U+FFFD.
+    """
+    return _WHITESPACE.sub(" ", str(value)).translate(_MD_ESCAPES)
+
+
+def _plain(value: object) -> str:
+    """Text as it is (the HTML renderer escapes on output)."""
+    return str(value)
 
 
 def _pct(entry: dict[str, Any] | None) -> str:
@@ -32,8 +70,11 @@ def _num(entry: dict[str, Any] | None) -> str:
     return text
 
 
-def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) tables shared by the Markdown and HTML renderers."""
+def _sections(
+    rep: dict[str, Any], text: Callable[[object], str]
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) tables shared by the Markdown and HTML renderers; every
+    value from the data passes through ``text`` (the renderer's escape)."""
     er = rep["error_rate"]
     out: list[tuple[str, list[str], list[list[str]]]] = []
     out.append(
@@ -42,7 +83,7 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             ["stratum", "population", "sample", "error rate [CI] (n)"],
             [
                 [
-                    s["stratum"],
+                    text(s["stratum"]),
                     str(s.get("population", "")),
                     str(s.get("sample", "")),
                     _pct(s["error_rate"]),
@@ -60,7 +101,7 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
                 title,
                 ["group", "reviewed", "errors", "error rate [CI] (n)"],
                 [
-                    [g["group"], str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])]
+                    [text(g["group"]), str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])]
                     for g in er.get(key, [])
                 ],
             )
@@ -68,10 +109,10 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     for seg, groups in er.get("by_segment", {}).items():
         out.append(
             (
-                f"Error rate by {seg}",
-                [seg, "reviewed", "errors", "error rate [CI] (n)"],
+                f"Error rate by {text(seg)}",
+                [text(seg), "reviewed", "errors", "error rate [CI] (n)"],
                 [
-                    [g["group"], str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])]
+                    [text(g["group"]), str(g["reviewed"]), str(g["errors"]), _pct(g["error_rate"])]
                     for g in groups
                 ],
             )
@@ -82,8 +123,8 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             ["dimension", "group", "errors / reviewed", "rate", "rest", "q"],
             [
                 [
-                    p["dimension"],
-                    p["group"],
+                    text(p["dimension"]),
+                    text(p["group"]),
                     f"{p['errors']} / {p['reviewed']}",
                     _pct(p["rate"]),
                     _pct(p["rest_rate"]),
@@ -99,10 +140,10 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             ["category", "count", "share", "severity"],
             [
                 [
-                    c["category"],
+                    text(c["category"]),
                     str(c["count"]),
                     f"{c['share']:.0%}",
-                    ", ".join(f"{k} {v}" for k, v in c["severity"].items()),
+                    text(", ".join(f"{k} {v}" for k, v in c["severity"].items())),
                 ]
                 for c in rep.get("error_categories", [])
             ],
@@ -112,7 +153,10 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
         (
             "Label confusions (given → corrected)",
             ["given", "corrected", "count"],
-            [[c["given"], c["corrected"], str(c["count"])] for c in rep.get("confusions", [])],
+            [
+                [text(c["given"]), text(c["corrected"]), str(c["count"])]
+                for c in rep.get("confusions", [])
+            ],
         )
     )
     out.append(
@@ -122,11 +166,11 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             [
                 [
                     str(r["priority"]),
-                    r["action"],
-                    r["kind"],
+                    text(r["action"]),
+                    text(r["kind"]),
                     str(r["impact"]),
                     str(r["feasibility"]),
-                    r["evidence"],
+                    text(r["evidence"]),
                 ]
                 for r in rep.get("recommendations", [])
             ],
@@ -175,27 +219,30 @@ def _headline(rep: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def to_markdown(rep: dict[str, Any]) -> str:
+    """The report as Markdown (CommonMark with GitHub tables); names are escaped with
+    :func:`md_text`."""
     run = rep["run"]
+    t = md_text
     lines = [
-        f"# Audit report: {run['policy']} (run {run['id']})",
+        f"# Audit report: {t(run['policy'])} (run {run['id']})",
         "",
-        f"Project **{run['project']}**, window {run['window_start']} to {run['window_end']}. "
-        f"Population {run['population']} annotations, sample {run['sample']} ({run['design']} design, seed {run['seed']}); "
+        f"Project **{t(run['project'])}**, window {run['window_start']} to {run['window_end']}. "
+        f"Population {run['population']} annotations, sample {run['sample']} ({t(run['design'])} design, seed {run['seed']}); "
         f"{rep['reviews']['judged']} judged, {rep['reviews']['unsure']} unsure, {rep['reviews']['unreviewed']} unreviewed. "
         f"Intervals at {run['confidence']:.0%}.",
         "",
     ]
-    lines += [f"- {note}" for note in run.get("notes", [])]
+    lines += [f"- {t(note)}" for note in run.get("notes", [])]
     lines += ["", "| figure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _headline(rep)]
-    for title, header, rows in _sections(rep):
+    for title, header, rows in _sections(rep, md_text):
         lines += ["", f"## {title}", ""]
         if not rows:
             lines.append("_none_")
             continue
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -294,7 +341,7 @@ def to_html(rep: dict[str, Any]) -> str:
                 [(g["group"], g["error_rate"]) for g in er.get("by_annotator", [])],
             )
         )
-    for title, header, rows in _sections(rep):
+    for title, header, rows in _sections(rep, _plain):
         out.append(f"<h2>{html.escape(title)}</h2>")
         out.append(_table(header, rows))
     out.append("</body></html>")

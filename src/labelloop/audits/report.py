@@ -306,7 +306,9 @@ def compute_report(
 
     units: dict[int, _Unit] = {}
     for u in session.scalars(
-        select(AuditUnit).where(AuditUnit.run_id == run.id).order_by(AuditUnit.id)
+        # by annotation, not unit id: unit ids are shuffled when a run opens, and ties in
+        # the report's rankings follow this order
+        select(AuditUnit).where(AuditUnit.run_id == run.id).order_by(AuditUnit.annotation_id)
     ):
         snap = u.snapshot
         units[u.id] = _Unit(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_ERROR_CATEGORIES: tuple[str, ...] = (
@@ -29,6 +30,28 @@ STRATUM_DIMENSIONS: tuple[str, ...] = (
 )
 
 
+#: Where a cadence's first firing is looked for (croniter searches decades ahead).
+_CRON_ORIGIN = datetime(2000, 1, 1)
+
+
+def _unstorable(value: Any, path: str = "") -> str | None:
+    """Where ``value`` holds text no database can store (NUL, a lone surrogate)."""
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            return path or "value"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found = _unstorable(str(k), path) or _unstorable(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for n, v in enumerate(value):
+            found = _unstorable(v, f"{path}.{n}" if path else str(n))
+            if found:
+                return found
+    return None
+
+
 class PopulationFilter(BaseModel):
     """Which annotations are in the population (every given filter must match)."""
 
@@ -45,9 +68,11 @@ class PolicySpec(BaseModel):
     """Everything an audit policy says; stored as JSON on the policy and frozen into
     every run it opens."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    cadence: str = Field("manual", description="A cron expression (UTC) or 'manual'.")
+    cadence: str = Field(
+        "manual", max_length=100, description="A cron expression (UTC) or 'manual'."
+    )
     window: Literal["since_previous", "last_days"] = "since_previous"
     window_days: int = Field(7, ge=1, le=3660)
     missed_windows: Literal["catch_up", "skip"] = "catch_up"
@@ -55,17 +80,17 @@ class PolicySpec(BaseModel):
     strata: list[str] = Field(default_factory=list)
     allocation: Literal["proportional", "equal", "neyman", "risk"] = "proportional"
     risk_weights: dict[str, float] = Field(default_factory=dict)
-    sample_size: int | None = Field(None, ge=1)
-    target_half_width: float | None = Field(None, gt=0, lt=0.5)
+    sample_size: int | None = Field(None, ge=1, le=1_000_000)
+    target_half_width: float | None = Field(None, ge=0.001, lt=0.5)
     expected_error_rate: float = Field(0.1, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0.5, lt=1)
-    min_per_stratum: int = Field(2, ge=0)
+    min_per_stratum: int = Field(2, ge=0, le=10_000)
     reviewers: list[str] = Field(default_factory=list)
     blind: bool = True
     double_review_fraction: float = Field(0.1, ge=0, le=1)
     error_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_ERROR_CATEGORIES))
-    new_annotator_items: int = Field(50, ge=1)
-    new_annotator_days: int = Field(14, ge=1)
+    new_annotator_items: int = Field(50, ge=1, le=1_000_000)
+    new_annotator_days: int = Field(14, ge=1, le=3660)
 
     @field_validator("cadence")
     @classmethod
@@ -77,6 +102,10 @@ class PolicySpec(BaseModel):
             raise ValueError(
                 f"{value!r} is not a valid cron expression (e.g. '0 6 * * MON') or 'manual'"
             )
+        try:
+            croniter(value, _CRON_ORIGIN).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"{value!r} never fires (no such date)") from None
         return value
 
     @field_validator("strata")
@@ -112,6 +141,9 @@ class PolicySpec(BaseModel):
             raise ValueError("allocation 'risk' needs risk_weights (stratum -> weight)")
         if any(w <= 0 for w in self.risk_weights.values()):
             raise ValueError("risk weights must be positive")
+        where = _unstorable(self.model_dump())
+        if where is not None:
+            raise ValueError(f"{where} holds NUL or a lone surrogate, which cannot be stored")
         return self
 
     def as_json(self) -> dict[str, Any]:

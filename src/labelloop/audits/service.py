@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -292,6 +292,11 @@ def run_seed(policy_id: int, window_start: datetime) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF  # fits a signed 32-bit column
 
 
+#: Stream of the run's seed that orders row insertion (ids); the sample and the reviewer
+#: assignment draw from the seed itself.
+_ID_SHUFFLE_STREAM = 0x1D5
+
+
 def _risk_weight(spec: PolicySpec, stratum: str) -> float:
     weight = 1.0
     for part in stratum.split(" | "):
@@ -557,11 +562,21 @@ def open_run(
                 },
             }
         )
+    # Rows are inserted in a seeded shuffled order, so neither unit nor assignment ids
+    # come in stratum blocks (strata are often annotators: ids would reveal whose work a
+    # blind reviewer judges). The shuffle draws from its own stream: the sample and the
+    # reviewer assignment are the same as with any other insertion order.
+    id_rng = np.random.default_rng([seed, _ID_SHUFFLE_STREAM])
+    unit_order = id_rng.permutation(len(unit_rows)).tolist()
     # bulk inserts (thousands of rows); ids come back in parameter order
-    unit_ids = session.scalars(
-        insert(AuditUnit).returning(AuditUnit.id, sort_by_parameter_order=True), unit_rows
+    inserted = session.scalars(
+        insert(AuditUnit).returning(AuditUnit.id, sort_by_parameter_order=True),
+        [unit_rows[i] for i in unit_order],
     ).all()
-    units = [
+    unit_ids = [0] * len(unit_rows)
+    for position, uid in zip(unit_order, inserted, strict=True):
+        unit_ids[position] = uid
+    units = [  # in plan order, as the balanced assignment has always seen them
         _UnitRef(uid, int(row["annotation_id"]), int(row["annotator_id"]))
         for uid, row in zip(unit_ids, unit_rows, strict=True)
     ]
@@ -571,7 +586,10 @@ def open_run(
         for unit, reviewer_id, double in _assign(units, reviewers, spec.double_review_fraction, rng)
     ]
     if assignments:
-        session.execute(insert(AuditAssignment), assignments)
+        session.execute(
+            insert(AuditAssignment),
+            [assignments[i] for i in id_rng.permutation(len(assignments)).tolist()],
+        )
     trail.service.append(
         session,
         actor=actor.name,
@@ -646,36 +664,130 @@ class QueueEntry:
     double: bool
 
 
-def review_queue(
-    session: Session, *, actor: Actor, run: AuditRun, reviewer_id: int | None = None
-) -> list[QueueEntry]:
-    """Open assignments of a reviewer (the actor's own unless a system actor names one)."""
-    require(session, actor, Permission.AUDIT_REVIEW, project_id=run.project_id)
-    who = reviewer_id if (actor.system and reviewer_id is not None) else actor.user_id
-    blind = bool(run.policy_snapshot.get("blind", True))
+def queue_keys(
+    seed: int, reviewer_ids: Sequence[int], assignment_ids: Sequence[int]
+) -> npt.NDArray[np.uint64]:
+    """Sort keys of assignments in their reviewers' queues: a keyed mix of (run seed,
+    reviewer, assignment id).
+
+    Each reviewer's queue is served in ascending key order, which is the same on every
+    call (a reload, on the page or in the CLI, shows the same next item), differs
+    between reviewers, and carries no stratum (served by id or by stratum, a blind
+    reviewer would get one annotator's work in a block). The key of a reviewer is a
+    hash of (seed, reviewer); the SplitMix64 finaliser over ``id XOR key`` is a bijection,
+    so one reviewer's keys never tie. Vectorised: 10,000 keys take about a millisecond.
+    """
+    reviewers, which = np.unique(np.asarray(reviewer_ids, dtype=np.int64), return_inverse=True)
+    per_reviewer = np.asarray(
+        [
+            int.from_bytes(
+                hashlib.blake2b(
+                    f"labelloop.audit-queue:{seed}:{r}".encode(), digest_size=8
+                ).digest(),
+                "big",
+            )
+            for r in reviewers.tolist()
+        ],
+        dtype=np.uint64,
+    )
+    x = np.asarray(assignment_ids, dtype=np.int64).astype(np.uint64) ^ per_reviewer[which]
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)  # uint64 arithmetic wraps: that is the mix
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _queue_owner(actor: Actor, reviewer_id: int | None) -> int | None:
+    """Whose queue is served: the actor's own, unless a system actor names a reviewer
+    (``None``: a system actor's view of every reviewer's open assignments)."""
+    return reviewer_id if (actor.system and reviewer_id is not None) else actor.user_id
+
+
+def _open_assignments(run: AuditRun, who: int | None) -> Select[int, int]:
+    """(id, reviewer) of the run's assignments without a review, of ``who`` if given."""
     stmt = (
-        select(AuditAssignment, AuditUnit, Item)
-        .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
-        .join(Item, Item.id == AuditUnit.item_id)
+        select(AuditAssignment.id, AuditAssignment.reviewer_id)
         .outerjoin(AuditReview, AuditReview.assignment_id == AuditAssignment.id)
         .where(AuditAssignment.run_id == run.id, AuditReview.id.is_(None))
-        .order_by(AuditAssignment.id)
     )
     if who is not None:
         stmt = stmt.where(AuditAssignment.reviewer_id == who)
-    names = dict(session.execute(select(User.id, User.username)).tuples().all())
+    return stmt
+
+
+def queue_length(
+    session: Session, *, actor: Actor, run: AuditRun, reviewer_id: int | None = None
+) -> int:
+    """How many open assignments :func:`review_queue` would serve, without loading them."""
+    require(session, actor, Permission.AUDIT_REVIEW, project_id=run.project_id)
+    stmt = _open_assignments(run, _queue_owner(actor, reviewer_id)).subquery()
+    return int(session.scalar(select(func.count()).select_from(stmt)) or 0)
+
+
+def review_queue(
+    session: Session,
+    *,
+    actor: Actor,
+    run: AuditRun,
+    reviewer_id: int | None = None,
+    limit: int | None = None,
+) -> list[QueueEntry]:
+    """Open assignments of a reviewer (the actor's own unless a system actor names one),
+    in the order of :func:`queue_keys`; ``limit`` serves only the first ones.
+
+    Only (id, reviewer) pairs are read to order the queue; items and units are loaded
+    for the served entries alone, so the next item of a big run costs two small queries.
+    """
+    require(session, actor, Permission.AUDIT_REVIEW, project_id=run.project_id)
+    blind = bool(run.policy_snapshot.get("blind", True))
+    open_rows = session.execute(_open_assignments(run, _queue_owner(actor, reviewer_id))).all()
+    ids = [row.id for row in open_rows]
+    keys = queue_keys(run.seed, [row.reviewer_id for row in open_rows], ids)
+    order = np.argsort(keys, kind="stable")[: None if limit is None else max(limit, 0)]
+    served = [ids[i] for i in order.tolist()]
+    columns = [
+        AuditAssignment.id,
+        AuditAssignment.double,
+        AuditUnit.id.label("unit_id"),
+        Item.external_id,
+        Item.payload,
+        Item.segments,
+    ]
+    if not blind:  # a blind queue never even reads the label or the annotator
+        columns += [AuditUnit.snapshot, AuditUnit.annotator_id]
+    rows: dict[int, Any] = {}
+    for start in range(0, len(served), 2000):
+        chunk = served[start : start + 2000]
+        for row in session.execute(
+            select(*columns)
+            .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
+            .join(Item, Item.id == AuditUnit.item_id)
+            .where(AuditAssignment.id.in_(chunk))
+        ):
+            rows[row.id] = row
+    names: dict[int, str] = {}
+    if not blind and rows:
+        annotators = {row.annotator_id for row in rows.values()}
+        names = {
+            uid: name
+            for uid, name in session.execute(
+                select(User.id, User.username).where(User.id.in_(annotators))
+            )
+        }
     return [
         QueueEntry(
-            assignment_id=a.id,
-            unit_id=u.id,
-            item_external_id=item.external_id,
-            payload=item.payload,
-            segments=item.segments or {},
-            label=None if blind else u.snapshot.get("value"),
-            annotator=None if blind else names.get(u.annotator_id),
-            double=a.double,
+            assignment_id=row.id,
+            unit_id=row.unit_id,
+            item_external_id=row.external_id,
+            payload=row.payload,
+            segments=row.segments or {},
+            label=None if blind else row.snapshot.get("value"),
+            annotator=None if blind else names.get(row.annotator_id),
+            double=row.double,
         )
-        for a, u, item in session.execute(stmt).tuples()
+        for row in (rows[aid] for aid in served)
     ]
 
 

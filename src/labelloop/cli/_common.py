@@ -12,12 +12,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from labelloop.errors import ImportFailed, LabelLoopError, TrailBroken, ValidationFailed
 from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory, session_scope
+from labelloop.store.conflicts import is_concurrent_conflict
 
 console = Console()
 err_console = Console(stderr=True)
@@ -70,6 +71,12 @@ def handle_errors() -> Iterator[None]:
     except OperationalError as exc:
         hint = " (run `labelloop db upgrade` first?)" if "no such table" in str(exc) else ""
         raise fail(f"database error: {exc.orig}{hint}") from None
+    except DBAPIError as exc:
+        if not is_concurrent_conflict(exc):
+            raise
+        raise fail(
+            f"a concurrent change got there first; run the command again ({exc.orig})"
+        ) from None
 
 
 @contextmanager

@@ -452,7 +452,8 @@ def worker_cmd(
     interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 60.0,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Open the audit runs that are due, on every policy's cadence."""
+    """Open the audit runs that are due, on every policy's cadence, and anchor the trail
+    every `LABELLOOP_TRAIL_CHECKPOINT_MINUTES` (dashboards are refreshed in the loop)."""
 
     import logging
 
@@ -468,7 +469,13 @@ def worker_cmd(
                     f"{r.policy}: {r.window_start:%Y-%m-%d %H:%M} .. {r.window_end:%Y-%m-%d %H:%M} {r.message}"
                     + (f" (run {r.run_id})" if r.run_id else "")
                 )
-            if not results:
+            checkpoint = worker.checkpoint_due(settings)
+            if checkpoint is not None:
+                console.print(
+                    f"trail checkpoint to {checkpoint.anchor_file}: {checkpoint.message}"
+                    + (f" (event {checkpoint.seq})" if checkpoint.seq is not None else "")
+                )
+            if not results and checkpoint is None:
                 console.print("nothing due")
             return
         worker.loop(settings, interval=interval)

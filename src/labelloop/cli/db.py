@@ -17,6 +17,9 @@ def upgrade_cmd(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create or migrate the database schema to the newest revision."""
+    from labelloop import trail
+    from labelloop.store import make_session_factory, session_scope
+
     settings = settings_for(database_url)
     engine = make_engine(settings)
     try:
@@ -25,6 +28,17 @@ def upgrade_cmd(
             console.print(
                 f"database at revision [bold]{current(engine)}[/] ({engine.url.render_as_string()})"
             )
+            if revision != "head":
+                return
+            # events written before the trail was keyed: anchor them now (see
+            # docs/security.md); verify refuses them while no anchor covers them
+            with session_scope(make_session_factory(engine)) as session:
+                pinned = trail.service.pin_legacy(session, anchor_file=settings.trail_anchor_file)
+            if pinned is not None:
+                console.print(
+                    f"anchored the trail's {pinned.seq} events written before it was keyed "
+                    f"in {settings.trail_anchor_file}"
+                )
     finally:
         engine.dispose()
 

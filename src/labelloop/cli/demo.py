@@ -20,6 +20,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.cli._common import DatabaseUrl, console, handle_errors, settings_for
 from labelloop.settings import DEFAULT_DATABASE_URL
@@ -104,6 +105,11 @@ def demo_cmd(
                         total=None,
                     )
                     cycles = _run_audits(engine, summary, reports_dir)
+                # anchor the demo's trail outside the database (see `labelloop trail verify`)
+                with session_scope(make_session_factory(engine)) as session:
+                    anchor = trail.service.checkpoint(
+                        session, anchor_file=settings.trail_anchor_file
+                    )
     finally:
         engine.dispose()
     elapsed = time.perf_counter() - started
@@ -116,6 +122,10 @@ def demo_cmd(
     for notice in summary.notices:
         console.print(f"[yellow]note:[/] {notice}")
     console.print(f"database: [bold]{_where(settings.database_url)}[/]", soft_wrap=True)
+    console.print(
+        f"trail anchored at event {anchor.seq} in [bold]{settings.trail_anchor_file}[/]",
+        soft_wrap=True,
+    )
 
     counts = Table(
         "items",

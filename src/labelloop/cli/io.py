@@ -269,17 +269,34 @@ def export_cmd(
     format: Annotated[
         str, typer.Option("--format", "-f", help=f"One of: {', '.join(EXPORT_FORMATS)}.")
     ] = "csv",
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="CSV: write every cell exactly as stored, without the ' that keeps "
+            "spreadsheets from running text starting with = + - @ tab or CR as a formula. "
+            "For other programs that read CSV (labelloop import reads both); do not open "
+            "such a file in a spreadsheet.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Export a project's annotations, gold labels (and, for Label Studio, predictions)."""
+    """Export a project's annotations, gold labels (and, for Label Studio, predictions).
+
+    CSV is safe to open in a spreadsheet: a text cell starting with = + - @ tab or CR
+    (a formula to Excel, LibreOffice or Google Sheets) gets a leading ', and plain
+    numbers such as -1 stay numbers. labelloop import removes that ' again, so the
+    file re-imports as it was. --raw turns the escape off; JSONL, Parquet and Label
+    Studio JSON are always raw.
+    """
     from labelloop.cli._common import open_session
     from labelloop.projects.exporter import export_project
 
     _choice(format, EXPORT_FORMATS, "--format")
     with open_session(database_url) as session:
         summary = export_project(
-            session, actor=Actor.local(), project=project, format=format, path=output
+            session, actor=Actor.local(), project=project, format=format, path=output, raw=raw
         )
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))

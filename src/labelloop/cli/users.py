@@ -214,3 +214,66 @@ def token_revoke_cmd(token_id: int, database_url: DatabaseUrl = None) -> None:
     with open_session(database_url) as session:
         tokens.revoke_token(session, actor=Actor.local(), token_id=token_id)
     console.print(f"token {token_id} revoked")
+
+
+sessions_app = typer.Typer(
+    help="Signed-in browser sessions (kept on the server).", no_args_is_help=True
+)
+app.add_typer(sessions_app, name="sessions")
+
+
+@sessions_app.command("list")
+def sessions_list_cmd(
+    username: str, as_json: JsonFlag = False, database_url: DatabaseUrl = None
+) -> None:
+    """List a user's live sessions: when they signed in, when last used, from where."""
+    from datetime import timedelta
+
+    from labelloop.accounts import sessions
+    from labelloop.cli._common import settings_for
+
+    idle = timedelta(hours=settings_for(database_url).session_idle_hours)
+    with open_session(database_url) as session:
+        rows = [
+            {
+                "id": s.id,
+                "created_at": s.created_at.isoformat(),
+                "last_seen_at": s.last_seen_at.isoformat(),
+                "expires_at": s.expires_at.isoformat(),
+                "client": s.client,
+                "user_agent": s.user_agent,
+            }
+            for s in sessions.live(session, actor=Actor.local(), username=username, idle=idle)
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "signed in (UTC)", "last used (UTC)", "from", "browser")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            str(r["created_at"])[:16],
+            str(r["last_seen_at"])[:16],
+            str(r["client"] or ""),
+            str(r["user_agent"] or "")[:60],
+        )
+    console.print(table)
+
+
+@sessions_app.command("revoke")
+def sessions_revoke_cmd(
+    username: str,
+    session_id: Annotated[
+        int | None, typer.Option("--id", help="Only this session (default: all of them).")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Sign a user out everywhere (or out of one session): their cookies stop working at
+    once, copies included."""
+    from labelloop.accounts import sessions
+
+    with open_session(database_url) as session:
+        ended = sessions.revoke(
+            session, actor=Actor.local(), username=username, session_id=session_id
+        )
+    console.print(f"ended {ended} session{'s' if ended != 1 else ''} of {username}")

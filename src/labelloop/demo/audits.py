@@ -126,13 +126,23 @@ def _review(
     session: Session, *, actor: Actor, run: AuditRun, data: DemoData, rng: np.random.Generator
 ) -> None:
     rows = session.execute(
-        select(AuditAssignment.id, AuditUnit.snapshot, Item.external_id, Item.tags)
+        select(
+            AuditAssignment.id,
+            AuditUnit.snapshot,
+            Item.external_id,
+            Item.tags,
+            AuditUnit.stratum,
+            AuditUnit.annotation_id,
+            AuditAssignment.double,
+        )
         .join(AuditUnit, AuditUnit.id == AuditAssignment.unit_id)
         .join(Item, Item.id == AuditUnit.item_id)
         .where(AuditAssignment.run_id == run.id)
-        .order_by(AuditAssignment.id)
     ).all()
-    for assignment_id, snapshot, external_id, tags in rows:
+    # a fixed order that does not depend on ids (they are shuffled when a run opens), so
+    # the simulated reviewers draw the same verdicts for the same sample
+    rows = sorted(rows, key=lambda r: (r.stratum, r.annotation_id, r.double))
+    for assignment_id, snapshot, external_id, tags, *_ in rows:
         truth = data.truth[external_id]
         given = snapshot["value"]
         if rng.random() < REVIEWER_ACCURACY:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -64,6 +65,8 @@ DEMO_ACCOUNTS: tuple[DemoAccount, ...] = (
 )
 
 _SEED_RE = re.compile(r"\(labelloop demo: seed (\d+), (\d+) items\)")
+#: Threads hashing the demo passwords (argon2 releases the GIL; each hash holds 64 MiB).
+HASH_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -124,21 +127,15 @@ def _ensure_user(
     actor: Actor,
     username: str,
     display_name: str,
-    password_hash: str | None,
     is_admin: bool = False,
-) -> User:
-    """The user, created when missing; an existing account is left as it is."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        user = accounts.create_user(
-            session, actor=actor, username=username, display_name=display_name, is_admin=is_admin
-        )
-        # Argon2 takes about a second per hash on a slow machine: the demo logins share
-        # one password, hashed once. The user.create event is the same either way (it
-        # never holds the hash).
-        user.password_hash = password_hash
-        session.flush()
-    return user
+) -> User | None:
+    """The user created when missing (without a password), or ``None`` when the account
+    exists already: it is left as it is."""
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        return None
+    return accounts.create_user(
+        session, actor=actor, username=username, display_name=display_name, is_admin=is_admin
+    )
 
 
 def _existing(session: Session, project: Project, seed: int, n_items: int) -> DemoSummary:
@@ -184,6 +181,31 @@ def build_demo(
     if existing is not None:
         return _existing(session, existing, seed, n_items)
 
+    # One argon2 hash per login, each with its own random salt: a shared hash would show
+    # that the accounts share a password, and one cracked would crack them all. A hash
+    # takes ~0.3 s, so they are computed on worker threads while the data is simulated
+    # and imported, and stored at the end.
+    pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="demo-argon2")
+    try:
+        hashes = {
+            a.username: pool.submit(accounts.hash_password, a.password) for a in DEMO_ACCOUNTS
+        }
+        return _build(
+            session, actor=actor, seed=seed, n_items=n_items, hashes=hashes, progress=progress
+        )
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _build(
+    session: Session,
+    *,
+    actor: Actor,
+    seed: int,
+    n_items: int,
+    hashes: dict[str, Future[str]],
+    progress: ProgressFn | None,
+) -> DemoSummary:
     data = simulate(seed, n_items)
     schema = LabelSchema.from_dict(data.schema, source="demo schema")
     project = projects.create_project(
@@ -193,16 +215,17 @@ def build_demo(
         schema=schema,
         description=_description(seed, n_items),
     )
-    password_hash = accounts.hash_password(DEMO_PASSWORD)
+    logins: list[tuple[int, Future[str]]] = []  # (new user's id, its password hash)
     for account in DEMO_ACCOUNTS:
-        _ensure_user(
+        user = _ensure_user(
             session,
             actor=actor,
             username=account.username,
             display_name=account.display_name,
-            password_hash=password_hash,
             is_admin=account.role == "admin",
         )
+        if user is not None:
+            logins.append((user.id, hashes[account.username]))
         if account.role != "admin":
             accounts.grant(
                 session,
@@ -217,7 +240,6 @@ def build_demo(
             actor=actor,
             username=profile.username,
             display_name=profile.display_name,
-            password_hash=None,
         )
         accounts.grant(
             session,
@@ -240,6 +262,12 @@ def build_demo(
     )
     if progress is not None:
         progress(total, total)
+    # the user.create events never hold a hash, so setting it afterwards changes no event
+    for user_id, password_hash in logins:
+        login = session.get(User, user_id)
+        assert login is not None
+        login.password_hash = password_hash.result()
+    session.flush()
     return DemoSummary(
         project=project.name,
         project_id=project.id,

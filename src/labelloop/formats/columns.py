@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labelloop.formats._common import FormatError
+from labelloop.formats.tabular import unescape_formula
 
 #: Names tried, in order, when a role's column is not given.
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -86,7 +87,8 @@ def _header(path: Path, kind: str, header: bool = True) -> tuple[list[str], str]
         delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
     except csv.Error:
         delimiter = "\t" if "\t" in first else ","
-    names = next(csv.reader([first], delimiter=delimiter))
+    # LabelLoop's own CSV exports escape cells a spreadsheet would run as formulas
+    names = [unescape_formula(n) for n in next(csv.reader([first], delimiter=delimiter))]
     if not header:  # columns are numbered from 1
         names = [str(i) for i in range(1, len(names) + 1)]
     return names, delimiter
@@ -198,7 +200,7 @@ def read_columns(
                                 f"{path}, line {row_start}, field {cols[role]}: missing field "
                                 f"(the row has {len(row)} fields)"
                             )
-                        v = row[i].strip()
+                        v = unescape_formula(row[i]).strip()
                         data[role].append(v if v != "" else None)
         except UnicodeDecodeError:
             raise _not_utf8(path) from None

@@ -1,12 +1,20 @@
 """Long-form tables: one row per annotation (CSV/TSV, JSONL, Parquet), read and written
 in a streaming way (memory grows only with the number of distinct items/annotations
-kept for duplicate checks, never with the file)."""
+kept for duplicate checks, never with the file).
+
+CSV is also opened by spreadsheets, which run a cell starting with ``=``, ``+``, ``-``,
+``@``, tab or CR as a formula (OWASP "CSV Injection"). The CSV writer therefore
+escapes such text cells with a leading ``'`` (:func:`escape_formula`) unless asked for
+raw cells, and the CSV reader removes exactly that escape (:func:`unescape_formula`),
+so an escaped export reads back as what was stored.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -41,6 +49,35 @@ from labelloop.formats.records import (
 LongFormat = Literal["csv", "jsonl", "parquet"]
 SEGMENT_PREFIXES = ("segment_", "segment.")
 PARQUET_BATCH_ROWS = 8192
+#: First characters that make a spreadsheet read a cell as a formula (OWASP).
+FORMULA_TRIGGERS = frozenset("=+-@\t\r")
+_ESCAPE_FIRST = FORMULA_TRIGGERS | {"'"}
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _formula_like(text: str) -> bool:
+    """Whether ``text`` needs the ``'`` escape: it starts with a formula trigger and is
+    not a plain number (``-1`` and ``+2.5`` stay numbers), or it starts with ``'``
+    followed by such text (so :func:`unescape_formula` can tell an escape from a
+    ``'`` that was typed)."""
+    rest = text.lstrip("'")
+    return rest[:1] in FORMULA_TRIGGERS and _PLAIN_NUMBER.fullmatch(rest) is None
+
+
+def escape_formula(text: str) -> str:
+    """``text`` made safe for a spreadsheet cell: prefixed with ``'`` when it could run
+    as a formula (see :func:`_formula_like`), else unchanged. Reversed exactly by
+    :func:`unescape_formula`."""
+    if text[:1] not in _ESCAPE_FIRST:  # the common case, checked cheaply
+        return text
+    return "'" + text if _formula_like(text) else text
+
+
+def unescape_formula(text: str) -> str:
+    """The inverse of :func:`escape_formula`: drops the one leading ``'`` that it adds,
+    and changes nothing else (``unescape_formula(escape_formula(s)) == s`` for every
+    string)."""
+    return text[1:] if text[:1] == "'" and _formula_like(text[1:]) else text
 
 
 @dataclass(slots=True)
@@ -553,7 +590,8 @@ def sniff_delimiter(line: str) -> str:
 def read_csv(
     path: Path, options: TabularOptions | None = None, hints: SchemaHints | None = None
 ) -> Iterator[Record | FormatIssue]:
-    """Stream a long-form CSV/TSV (delimiter sniffed unless set)."""
+    """Stream a long-form CSV/TSV (delimiter sniffed unless set). A cell escaped by
+    :func:`escape_formula` (``'=x``) reads as the text it escapes (``=x``)."""
     options = options or TabularOptions()
     hints = hints if hints is not None else SchemaHints()
     file = str(path)
@@ -586,7 +624,7 @@ def _read_csv_rows(
         header_line = None
     else:
         try:
-            header = [h.strip() for h in next(reader)]
+            header = [unescape_formula(h).strip() for h in next(reader)]
         except csv.Error as exc:
             yield FormatIssue(Location(file, line=1), f"unreadable header row: {exc}")
             return
@@ -632,6 +670,7 @@ def _read_csv_rows(
             )
             record += 1
             continue
+        cells = [unescape_formula(c) if c[:1] == "'" else c for c in cells]
         form.row(dict(zip(header, cells, strict=True)), line, record, out)
         yield from out
         out.clear()
@@ -768,10 +807,15 @@ def write_long(
     format: LongFormat = "csv",
     *,
     columns: Sequence[str] | None = None,
+    escape_formulas: bool = True,
 ) -> int:
     """Write long-form rows (see ``docs/formats.md`` for the row shape); returns the row
     count. Columns are ``columns`` or the keys of the first row. Streaming (Parquet in
-    batches) and atomic: the file appears only when complete."""
+    batches) and atomic: the file appears only when complete.
+
+    In CSV, text cells that a spreadsheet would run as a formula are escaped with
+    :func:`escape_formula` unless ``escape_formulas`` is false; numbers, JSON cells,
+    JSONL and Parquet are always written as they are."""
     if format not in ("csv", "jsonl", "parquet"):
         raise ValueError(f"unknown long format {format!r}; use csv, jsonl or parquet")
     path = Path(path)
@@ -780,7 +824,7 @@ def write_long(
     tmp = Path(tmp_name)
     try:
         if format == "csv":
-            count = _write_csv(rows, tmp, columns)
+            count = _write_csv(rows, tmp, columns, escape_formulas)
         elif format == "jsonl":
             count = _write_jsonl(rows, tmp, columns)
         else:
@@ -792,19 +836,30 @@ def write_long(
     return count
 
 
-def _write_csv(rows: Iterable[dict[str, Any]], path: Path, columns: Sequence[str] | None) -> int:
+def _csv_cell(value: Any, escape: bool) -> str:
+    """One CSV cell: numbers as they are, text escaped for spreadsheets when ``escape``."""
+    text = _cell(value)
+    if escape and text[:1] in _ESCAPE_FIRST and not isinstance(value, int | float):
+        return escape_formula(text)
+    return text
+
+
+def _write_csv(
+    rows: Iterable[dict[str, Any]], path: Path, columns: Sequence[str] | None, escape: bool
+) -> int:
     count = 0
     with path.open("w", encoding="utf-8", newline="") as fh:
-        writer: Any = None
+        writer = csv.writer(fh)
+        header: list[str] | None = list(columns) if columns is not None else None
         for row in rows:
-            if writer is None:
-                header = list(columns) if columns is not None else list(row)
-                writer = csv.writer(fh)
-                writer.writerow(header)
-            writer.writerow([_cell(row.get(col)) for col in header])
+            if header is None:
+                header = list(row)
+            if count == 0:
+                writer.writerow([_csv_cell(col, escape) for col in header])
+            writer.writerow([_csv_cell(row.get(col), escape) for col in header])
             count += 1
-        if writer is None and columns is not None:
-            csv.writer(fh).writerow(list(columns))
+        if count == 0 and header is not None:
+            writer.writerow([_csv_cell(col, escape) for col in header])
     return count
 
 
@@ -910,7 +965,9 @@ def option_names() -> list[str]:
 
 
 __all__ = [
+    "FORMULA_TRIGGERS",
     "TabularOptions",
+    "escape_formula",
     "infer_value",
     "long_row",
     "option_names",
@@ -918,5 +975,6 @@ __all__ = [
     "read_jsonl",
     "read_parquet",
     "sniff_delimiter",
+    "unescape_formula",
     "write_long",
 ]

@@ -198,6 +198,7 @@ def _plan(header: Sequence[str], file: str, options: TabularOptions) -> _Plan:
 
 def _csv_batches(path: Path, options: TabularOptions) -> tuple[_Plan, Iterator[pa.RecordBatch]]:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     from labelloop.formats._common import is_empty_file
@@ -213,6 +214,8 @@ def _csv_batches(path: Path, options: TabularOptions) -> tuple[_Plan, Iterator[p
             raw_header = next(csv.reader(fh, delimiter=delimiter))
     except (UnicodeDecodeError, csv.Error, StopIteration) as exc:
         raise Fallback(f"header: {exc}") from None
+    if any(h[:1] == "'" for h in raw_header):
+        raise Fallback("a header cell that may hold the spreadsheet-formula escape")
     header = [h.strip() for h in raw_header]
     if len(set(header)) != len(header) or len(delimiter) != 1:
         raise Fallback("duplicate column names or odd delimiter")
@@ -248,6 +251,9 @@ def _csv_batches(path: Path, options: TabularOptions) -> tuple[_Plan, Iterator[p
                     return
                 except (pa.ArrowException, OSError) as exc:
                     raise Fallback(f"pyarrow: {exc}") from None
+                # the record path reads '=x as =x (labelloop.formats.tabular.unescape_formula)
+                if any(pc.any(pc.starts_with(col, "'")).as_py() for col in batch.columns):
+                    raise Fallback("a cell that may hold the spreadsheet-formula escape")
                 yield batch.rename_columns(plan.columns)
         finally:
             reader.close()

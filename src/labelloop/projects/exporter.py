@@ -14,6 +14,12 @@ reader, so an export re-imports without column flags.
 Label Studio JSON has one task per item with its annotations, gold labels as
 ``ground_truth`` and model predictions (see :func:`labelloop.formats.write_label_studio`).
 
+CSV is for spreadsheets too: by default a text cell that a spreadsheet would run as a
+formula (it starts with ``=``, ``+``, ``-``, ``@``, tab or CR and is not a plain number)
+is written with a leading ``'``, which the CSV reader removes again, so the export
+still re-imports as it was. ``raw=True`` writes every cell as stored, for programs
+other than LabelLoop. JSONL, Parquet and Label Studio JSON are always raw.
+
 An export is a read, but it is recorded: one ``export.file`` trail event names who
 exported which project, in which format, to which file name, with the counts.
 """
@@ -70,6 +76,9 @@ class ExportSummary:
     gold: int
     predictions: int
     rows: int
+    #: Whether a CSV was written without the spreadsheet-formula escape (always false
+    #: for the other formats, which have no escape).
+    raw: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +90,7 @@ class ExportSummary:
             "gold": self.gold,
             "predictions": self.predictions,
             "rows": self.rows,
+            "raw": self.raw,
         }
 
 
@@ -91,10 +101,12 @@ def export_project(
     project: str | Project,
     format: str,
     path: Path | str,
+    raw: bool = False,
 ) -> ExportSummary:
     """Write ``project`` (name, id or Project) to ``path`` in ``format`` and record an
-    ``export.file`` trail event. Raises ConfigurationError for an unknown format or an
-    unwritable path."""
+    ``export.file`` trail event. CSV text cells that could run as spreadsheet formulas
+    are escaped unless ``raw`` (other formats are always raw). Raises
+    ConfigurationError for an unknown format or an unwritable path."""
     from labelloop.projects.service import get_project
 
     if format not in EXPORT_FORMATS:
@@ -120,6 +132,7 @@ def export_project(
             path,
             format,
             columns=columns,
+            escape_formulas=not raw,
         )
     summary = ExportSummary(
         project=proj.name,
@@ -130,6 +143,7 @@ def export_project(
         gold=counts["gold"],
         predictions=counts["predictions"],
         rows=rows,
+        raw=raw and format == "csv",
     )
     trail.service.append(
         session,
@@ -138,7 +152,13 @@ def export_project(
         entity_type="project",
         entity_id=proj.id,
         project_id=proj.id,
-        after={"format": format, "filename": path.name, **counts, "rows": rows},
+        after={
+            "format": format,
+            "filename": path.name,
+            **({"raw": raw} if format == "csv" else {}),
+            **counts,
+            "rows": rows,
+        },
     )
     return summary
 

@@ -67,6 +67,7 @@ from labelloop.formats.records import (
     SkippedRecord,
     TaskType,
 )
+from labelloop.identifiers import problem
 from labelloop.projects.models import Annotation, GoldLabel, ImportBatch, Item, Prediction, Project
 from labelloop.store.base import utcnow
 
@@ -777,6 +778,12 @@ class _Run:
             name = rec.annotator or UNKNOWN_ANNOTATOR
             aidx = annot_index.get(name)
             if aidx is None:
+                why = problem(name)
+                if why is not None:
+                    self.error(
+                        _where(rec, index, self.filename, "annotator"), f"annotator {name!r} {why}"
+                    )
+                    continue
                 aidx = self._annotator_index(name)
             ext = rec.external_id
             key: Any = (idx << 24) | aidx if not ext else (idx, aidx, ext)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import Membership, User
-from labelloop.accounts.policy import require
+from labelloop.accounts.policy import allowed, require
 from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, NotFound, ValidationFailed
 from labelloop.projects.models import (
@@ -40,6 +40,7 @@ from labelloop.projects.validation import (
     validate_value,
 )
 from labelloop.store.base import utcnow
+from labelloop.store.conflicts import retry_on_unique
 
 #: How many violations an error message carries at most (the rest are counted).
 MAX_REPORTED = 50
@@ -320,6 +321,8 @@ def _annotation_json(a: Annotation) -> dict[str, Any]:
         "external_key": a.external_key,
         "value": a.value,
         "attributes": a.attributes,
+        "started_at": a.started_at,
+        "submitted_at": a.submitted_at,
         "active_seconds": a.active_seconds,
         "guideline_version": a.guideline_version,
         "source": a.source,
@@ -363,16 +366,76 @@ def submit_annotation(
     source: str = "api",
     external_key: str = "",
 ) -> Annotation:
-    """Validate and store one annotation (a resubmission by the same annotator with the
-    same ``external_key`` updates it).
+    """Record one annotation as given, for any annotator of the project, with its own
+    timestamps and active time (a resubmission with the same ``external_key`` updates
+    it): the import capability (``data.import``: leads, imports, the CLI).
+
+    Annotators label through the queue instead
+    (:func:`labelloop.workbench.service.submit`), which enforces overlap, leases, one
+    vote per item, server time and server-measured active time. The annotator must hold
+    a role in the project that may annotate (system actors excepted). The trail event
+    says ``"path": "import"``.
+    """
+    require(session, actor, Permission.DATA_IMPORT, project_id=project.id)
+    if not actor.system and not allowed(
+        session, Actor.for_user(annotator_id, ""), Permission.ANNOTATE, project_id=project.id
+    ):
+        raise ValidationFailed(
+            f"user {annotator_id} is not an annotator of project {project.name!r}",
+            [
+                Violation(
+                    "annotator_id",
+                    "not_a_member",
+                    "grant the user a role that may annotate in this project first",
+                )
+            ],
+        )
+
+    def save() -> Annotation:
+        return save_annotation(
+            session,
+            actor=actor,
+            project=project,
+            item_id=item_id,
+            annotator_id=annotator_id,
+            value=value,
+            attributes=attributes,
+            started_at=started_at,
+            submitted_at=submitted_at,
+            active_seconds=active_seconds,
+            guideline_version=guideline_version,
+            source=source,
+            external_key=external_key,
+            path="import",
+        )
+
+    # the same (item, annotator, external_key) sent twice at once: the second updates
+    return retry_on_unique(session, save)
+
+
+def save_annotation(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    item_id: int,
+    annotator_id: int,
+    value: Any,
+    attributes: Mapping[str, Any] | None,
+    started_at: datetime | None,
+    submitted_at: datetime | None,
+    active_seconds: float | None,
+    guideline_version: str | None,
+    source: str,
+    external_key: str,
+    path: str,
+) -> Annotation:
+    """Validate and store one annotation, with its trail event. **No permission check**:
+    the callers (:func:`submit_annotation`, the workbench queue) check theirs.
 
     Raises ValidationFailed with every violation and writes nothing when any is an
-    error; warnings are stored in ``flags``. Annotating for someone else needs the
-    ``data.import`` permission.
+    error; warnings are stored in ``flags``.
     """
-    require(session, actor, Permission.ANNOTATE, project_id=project.id)
-    if actor.user_id is not None and actor.user_id != annotator_id:
-        require(session, actor, Permission.DATA_IMPORT, project_id=project.id)
     item = session.execute(
         _ITEM_FOR_ANNOTATION,
         {"item_id": item_id, "annotator_id": annotator_id, "external_key": external_key},
@@ -433,7 +496,7 @@ def submit_annotation(
         entity_id=annotation.id,
         project_id=project.id,
         before=before,
-        after=_annotation_json(annotation),
+        after={**_annotation_json(annotation), "path": path},
     )
     return annotation
 
@@ -678,8 +741,16 @@ def add_items(
                 )
     if problems:
         raise _fail(f"items for project {project.name!r} are not valid", problems)
+    # a concurrent request that adds the same items first makes this one a retry
+    return retry_on_unique(session, lambda: _find_or_add(session, actor, project, items))
+
+
+def _find_or_add(
+    session: Session, actor: Actor, project: Project, items: Sequence[NewItem]
+) -> list[tuple[Item, bool]]:
+    """The lookup-compare-insert step of :func:`add_items` (items already valid)."""
     existing: dict[str, Item] = {}
-    keys = list(seen)
+    keys = [new.external_id for new in items]
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         for item in session.scalars(
@@ -713,9 +784,12 @@ def add_items(
             out.append((found, False))
             continue
         item = Item(project_id=project.id, external_id=new.external_id, **_item_fields(new))
-        session.add(item)
         created.append(item)
         out.append((item, True))
+    # inserted in key order: two requests adding overlapping batches wait for each
+    # other in the same order instead of deadlocking
+    created.sort(key=lambda row: row.external_id)
+    session.add_all(created)
     session.flush()
     for item in created:
         trail.service.append(

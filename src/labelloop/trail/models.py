@@ -14,7 +14,8 @@ from labelloop.store.base import Base, utcnow
 class Event(Base):
     """One entry of the trail: who did what to which record, when, with before/after.
 
-    ``hash = SHA-256(prev_hash || canonical_json(event))``; see :mod:`labelloop.trail.chain`.
+    ``hash = HMAC-SHA256(trail key, prev_hash || canonical_json(event))`` (plain SHA-256
+    for legacy events, ``key_id`` NULL); see :mod:`labelloop.trail.chain`.
     """
 
     __tablename__ = "events"

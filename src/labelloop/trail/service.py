@@ -1,27 +1,45 @@
-"""Append to, verify, and query the audit trail.
+"""Append to, verify, checkpoint and query the audit trail.
 
 Every service write calls :func:`append` inside the caller's transaction, so the change
-and its event commit (or roll back) together.
+and its event commit (or roll back) together. Hashes are keyed with the trail key
+(:mod:`labelloop.trail.chain`), which the engine carries on each connection
+(:func:`labelloop.store.engine.trail_key_of`) and which never goes to the database;
+:func:`checkpoint` copies the head out of the database (:mod:`labelloop.trail.anchors`)
+and :func:`verify` checks the chain against those copies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, bindparam, func, insert, literal, literal_column, select, update
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from labelloop.errors import TrailBroken
 from labelloop.store.base import utcnow
+from labelloop.store.engine import trail_key_of
+from labelloop.trail.anchors import (
+    Anchor,
+    append_anchor,
+    check_anchors,
+    database_id,
+    latest,
+    make_anchor,
+)
 from labelloop.trail.chain import (
     GENESIS,
     canonical_up_to_seq,
-    event_hash,
     hashed_fields,
     jsonable,
+    key_id,
+    keyed_hash,
+    keyed_hash_of,
+    legacy_hash,
 )
 from labelloop.trail.models import Event, TrailHead
 
@@ -30,13 +48,17 @@ from labelloop.trail.models import Event, TrailHead
 _EVENTS = cast(Table, Event.__table__)
 _HEAD_TABLE = cast(Table, TrailHead.__table__)
 _HEAD = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == 1)
+_LOCK_HEAD = _HEAD.with_for_update()
 _SET_HEAD = (
     update(_HEAD_TABLE)
     .where(_HEAD_TABLE.c.id == 1)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
 _INSERT_EVENT = insert(_EVENTS)
-#: The event columns given by the caller (the rest are chained: seq, prev_hash, hash).
+_CREATE_HEAD = insert(_HEAD_TABLE).values(id=1, seq=0, hash=GENESIS)
+#: PostgreSQL: a concurrent first append waits for this one's head row, then finds it.
+_CREATE_HEAD_PG = pg_insert(_HEAD_TABLE).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing()
+#: The event columns given by the caller (the rest are chained: seq, prev_hash, hash, key_id).
 _GIVEN = (
     "created_at",
     "actor",
@@ -47,31 +69,23 @@ _GIVEN = (
     "before",
     "after",
 )
+_STORED = (*_GIVEN, "seq", "prev_hash", "hash", "key_id")
+#: The sequence number an anchor of an empty trail names (its hash is GENESIS).
+GENESIS_SEQ = 0
 
 
-def _append_in_one_statement() -> Any:
-    """PostgreSQL: lock the head, insert the event and move the head in one statement.
+def _insert_and_move_head() -> Any:
+    """PostgreSQL: insert the event and move the (already locked) head in one statement.
 
-    The hash is computed by the database (``sha256``, PostgreSQL 11+) from the head's
-    hash, the event's canonical JSON up to its sequence number (``:body``, see
-    :func:`~labelloop.trail.chain.canonical_up_to_seq`) and the sequence number, so the
-    head's row lock is taken and released around one round trip and the commit, not
-    around several statements and the Python work between them.
-
-    The final ``UPDATE`` must not filter on the head's columns: it scans the head as of
-    the statement's snapshot, which under a concurrent writer is older than the version
-    the ``FOR UPDATE`` waited for; PostgreSQL moves the update to the newest version.
+    ``WITH event AS (INSERT INTO events ... RETURNING seq, hash, 1 AS head_id) UPDATE
+    trail_head SET seq = event.seq, hash = event.hash FROM event WHERE trail_head.id =
+    event.head_id``: one round trip after the head's lock, so the lock is held for two
+    round trips and the commit.
     """
-    head = _HEAD.with_for_update().cte("head")
-    seq = head.c.seq + 1
-    text = head.c.hash + bindparam("body", type_=Text()) + sql_cast(seq, Text()) + literal("}")
-    digest = func.encode(func.sha256(func.convert_to(text, literal("UTF8"))), literal("hex"))
-    values = [bindparam(name, type_=_EVENTS.c[name].type) for name in _GIVEN]
+    values = {name: bindparam(f"e_{name}", type_=_EVENTS.c[name].type) for name in _STORED}
     event = (
         insert(_EVENTS)
-        .from_select(
-            ["seq", *_GIVEN, "prev_hash", "hash"], select(seq, *values, head.c.hash, digest)
-        )
+        .values(values)
         .returning(_EVENTS.c.seq, _EVENTS.c.hash, literal_column("1").label("head_id"))
         .cte("event")
     )
@@ -79,11 +93,15 @@ def _append_in_one_statement() -> Any:
         update(_HEAD_TABLE)
         .where(_HEAD_TABLE.c.id == event.c.head_id)
         .values(seq=event.c.seq, hash=event.c.hash)
-        .returning(_HEAD_TABLE.c.seq)
     )
 
 
-_APPEND_PG = _append_in_one_statement()
+_APPEND_PG = _insert_and_move_head()
+
+
+def _trail_key(session: Session) -> bytes:
+    """The trail key of the session's connection (ConfigurationError without one)."""
+    return trail_key_of(session.connection().info)
 
 
 def append(
@@ -99,10 +117,12 @@ def append(
 ) -> None:
     """Append one event to the chain within the current transaction.
 
-    Concurrent writers are ordered by the head row: locked with ``FOR UPDATE`` on
-    PostgreSQL (one statement, see :func:`_append_in_one_statement`); SQLite writers
-    already hold the database's write lock.
+    Concurrent writers are ordered by the head row: locked with ``SELECT ... FOR
+    UPDATE`` on PostgreSQL; SQLite writers already hold the database's write lock.
+    The hash is an HMAC computed here, in Python, so the key never reaches the
+    database (nor its statement log).
     """
+    key = _trail_key(session)
     row: dict[str, Any] = {
         "created_at": utcnow(),
         "actor": actor,
@@ -113,48 +133,100 @@ def append(
         "before": jsonable(before),
         "after": jsonable(after),
     }
+    # everything but the head's part is computed before the head is locked
     fields = hashed_fields(seq=0, **row)
     del fields["seq"]
-    if session.get_bind().dialect.name == "postgresql":
-        body = canonical_up_to_seq(fields)
-        if session.execute(_APPEND_PG, {**row, "body": body}).first() is None:
-            _create_head(session)
-            session.execute(_APPEND_PG, {**row, "body": body})
-        return
-    head = session.execute(_HEAD).first()
-    if head is None:
-        _create_head(session)
-        head_seq, head_hash = 0, GENESIS
-    else:
-        head_seq, head_hash = head.seq, head.hash
+    body = canonical_up_to_seq(fields)
+    row["key_id"] = key_id(key)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    head_seq, head_hash = _lock_head(session, postgres=postgres)
     seq = head_seq + 1
-    digest = event_hash(head_hash, fields | {"seq": seq})
-    session.execute(_INSERT_EVENT, {**row, "seq": seq, "prev_hash": head_hash, "hash": digest})
-    session.execute(_SET_HEAD, {"new_seq": seq, "new_hash": digest})
+    digest = keyed_hash_of(key, head_hash, f"{body}{seq}}}")
+    row |= {"seq": seq, "prev_hash": head_hash, "hash": digest}
+    if postgres:
+        session.execute(_APPEND_PG, {f"e_{name}": value for name, value in row.items()})
+    else:
+        session.execute(_INSERT_EVENT, row)
+        session.execute(_SET_HEAD, {"new_seq": seq, "new_hash": digest})
 
 
-def _create_head(session: Session) -> None:
-    """The head row, created by the first append (a concurrent first append fails on
-    its primary key and rolls back)."""
-    session.execute(insert(_HEAD_TABLE).values(id=1, seq=0, hash=GENESIS))
+def _lock_head(session: Session, *, postgres: bool) -> tuple[int, str]:
+    """The head's sequence number and hash, locked until the transaction ends; the
+    first append creates the head row."""
+    head = session.execute(_LOCK_HEAD if postgres else _HEAD).first()
+    if head is not None:
+        return head.seq, head.hash
+    if not postgres:  # writers are serialised: nobody else creates it meanwhile
+        session.execute(_CREATE_HEAD)
+        return 0, GENESIS
+    session.execute(_CREATE_HEAD_PG)
+    head = session.execute(_LOCK_HEAD).one()
+    return head.seq, head.hash
 
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """What :func:`verify` found. ``ok`` means no problem; ``warnings`` say what the
+    check could not cover (no anchor yet, events chained before the trail was keyed)."""
+
     ok: bool
     checked: int
     problems: list[str]
+    #: Events chained before the trail was keyed (plain SHA-256, ``key_id`` NULL).
+    legacy: int = 0
+    #: The last stored event's sequence number (0 for an empty trail).
+    last_seq: int = 0
+    #: The anchor file checked (None: anchors were not checked).
+    anchor_file: Path | None = None
+    #: This database's anchors that the chain matches.
+    anchors: list[Anchor] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def latest_anchor(self) -> Anchor | None:
+        """The matched anchor of the highest sequence number."""
+        return latest(self.anchors)
 
 
-def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
-    """Recompute every hash in sequence order and name each event that breaks the chain.
+def _session_database(session: Session) -> str:
+    return database_id(session.get_bind().engine.url)
 
-    Detects an edited event (its hash no longer matches its content), a deleted event
-    (a gap in sequence numbers, or the head pointing past the last event) and
-    reordered events (a ``prev_hash`` that is not the previous event's hash).
+
+def verify(
+    session: Session,
+    *,
+    batch: int = 5000,
+    anchor_file: Path | None = None,
+    database: str | None = None,
+) -> VerifyResult:
+    """Recompute every hash in sequence order and name each event that breaks the chain;
+    with ``anchor_file``, also check this database's anchors in it.
+
+    Detects an edited event (its hash no longer matches its content: without the key
+    nobody can recompute a matching one), a deleted event (a gap in sequence numbers,
+    or the head pointing past the last event), reordered events (a ``prev_hash`` that
+    is not the previous event's hash), an unkeyed event after a keyed one (rewritten
+    as a legacy event), events chained with another key, and, against the anchors,
+    a chain shorter than an anchored event (events deleted, even with the head moved
+    back) or another hash at an anchored event (rewritten). ``database`` names this
+    database in the anchor file (default: from the session's URL, see
+    :func:`~labelloop.trail.anchors.database_id`).
     """
+    key = _trail_key(session)
+    this_key = key_id(key)
     problems: list[str] = []
-    prev_hash, prev_seq, checked = GENESIS, 0, 0
+    anchor_problems: list[str] = []
+    mine: list[Anchor] = []
+    if anchor_file is not None:
+        database = database or _session_database(session)
+        found = check_anchors(anchor_file, key=key, database=database)
+        mine, anchor_problems = found.anchors, found.problems
+    wanted = {a.seq for a in mine}
+    seen: dict[int, str] = {GENESIS_SEQ: GENESIS}
+    #: key id -> (first seq, last seq, count) of events chained with another key
+    other_keys: dict[str, tuple[int, int, int]] = {}
+    prev_hash, prev_seq, checked, legacy, last_legacy = GENESIS, 0, 0, 0, 0
+    last_keyed: int | None = None
     rows = session.execute(select(Event).order_by(Event.seq).execution_options(yield_per=batch))
     for (event,) in rows:
         checked += 1
@@ -165,6 +237,10 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
                 else f"{prev_seq + 1}..{event.seq - 1}"
             )
             problems.append(f"event(s) {missing} missing before event {event.seq} (deleted)")
+        if event.prev_hash != prev_hash and event.seq == prev_seq + 1:
+            problems.append(
+                f"event {event.seq}: previous-hash link broken (events reordered or replaced)"
+            )
         fields = hashed_fields(
             seq=event.seq,
             created_at=event.created_at,
@@ -176,20 +252,173 @@ def verify(session: Session, *, batch: int = 5000) -> VerifyResult:
             before=event.before,
             after=event.after,
         )
-        if event.prev_hash != prev_hash and event.seq == prev_seq + 1:
-            problems.append(
-                f"event {event.seq}: previous-hash link broken (events reordered or replaced)"
-            )
-        if event_hash(event.prev_hash, fields) != event.hash:
+        expected: str | None = None
+        if event.key_id is None:
+            legacy, last_legacy = legacy + 1, event.seq
+            if last_keyed is not None:
+                problems.append(
+                    f"event {event.seq}: unkeyed event after keyed event {last_keyed} (rewritten)"
+                )
+            expected = legacy_hash(event.prev_hash, fields)
+        elif event.key_id == this_key:
+            last_keyed = event.seq
+            expected = keyed_hash(key, event.prev_hash, fields)
+        else:
+            last_keyed = event.seq
+            first, _, count = other_keys.get(event.key_id, (event.seq, 0, 0))
+            other_keys[event.key_id] = (first, event.seq, count + 1)
+        if expected is not None and expected != event.hash:
             problems.append(f"event {event.seq}: content does not match its hash (edited)")
+        if event.seq in wanted:
+            seen[event.seq] = event.hash
         prev_hash, prev_seq = event.hash, event.seq
+    for other, (first, last, count) in other_keys.items():
+        span = f"event {first}" if count == 1 else f"{count} events from {first} to {last}"
+        problems.append(
+            f"{span} chained with another key (key id {other}, this key's id is "
+            f"{this_key}): the trail key changed or was lost, so they cannot be checked"
+        )
     head = session.get(TrailHead, 1, populate_existing=True)
     if head is not None and (head.seq != prev_seq or head.hash != prev_hash):
         problems.append(
             f"trail head says the last event is {head.seq}, but the last stored event is "
             f"{prev_seq} (newest events deleted or head edited)"
         )
-    return VerifyResult(ok=not problems, checked=checked, problems=problems)
+    matched: list[Anchor] = []
+    broken: list[Anchor] = []
+    for anchor in mine:
+        where = f"anchor line {anchor.line}"
+        if anchor.seq > prev_seq:
+            problems.append(
+                f"{where}: event {anchor.seq} is anchored, but the chain ends at event "
+                f"{prev_seq} (events deleted)"
+            )
+        elif anchor.seq not in seen:
+            problems.append(f"{where}: anchored event {anchor.seq} is missing (deleted)")
+        elif seen[anchor.seq] != anchor.hash:
+            problems.append(
+                f"{where}: event {anchor.seq} does not have the anchored hash (rewritten)"
+            )
+        else:
+            matched.append(anchor)
+            continue
+        broken.append(anchor)
+    hint = _replaced_database_hint(session, broken, anchor_file)
+    if hint:
+        problems.append(hint)
+    problems.extend(anchor_problems)
+    warnings: list[str] = []
+    if anchor_file is not None and not mine:
+        warnings.append(
+            f"no anchor for this database in {anchor_file} yet: deleting the newest events "
+            "(or all of them) would go unnoticed; run `labelloop trail checkpoint`"
+        )
+    covered = max((a.seq for a in matched), default=0)
+    if legacy and covered < last_legacy:
+        unpinned = (
+            f"{legacy} event(s), up to event {last_legacy}, were chained before the trail "
+            "was keyed (plain SHA-256) and no anchor covers them: whoever can write to the "
+            "database could have rewritten them"
+        )
+        if anchor_file is None:
+            warnings.append(unpinned)
+        else:  # a whole chain rewritten as "legacy" events would look just like this
+            problems.append(
+                unpinned + "; if this database was just upgraded, pin them with "
+                "`labelloop trail checkpoint` (`labelloop db upgrade` does so)"
+            )
+    return VerifyResult(
+        ok=not problems,
+        checked=checked,
+        problems=problems,
+        legacy=legacy,
+        last_seq=prev_seq,
+        anchor_file=anchor_file,
+        anchors=matched,
+        warnings=warnings,
+    )
+
+
+_HEAD_AND_LAST = select(
+    _HEAD_TABLE.c.seq,
+    _HEAD_TABLE.c.hash,
+    select(_EVENTS.c.hash)
+    .where(_EVENTS.c.seq == _HEAD_TABLE.c.seq)
+    .scalar_subquery()
+    .label("event_hash"),
+    select(func.max(_EVENTS.c.seq)).scalar_subquery().label("last_seq"),
+).where(_HEAD_TABLE.c.id == 1)
+
+
+def checkpoint(
+    session: Session,
+    *,
+    anchor_file: Path,
+    database: str | None = None,
+    now: datetime | None = None,
+) -> Anchor:
+    """Append the trail's head to ``anchor_file`` (see :mod:`labelloop.trail.anchors`).
+
+    Reads the head and the stored events in one statement (one snapshot) and refuses
+    (TrailBroken) when they disagree, rather than anchor a head that does not match
+    the events; the full check is :func:`verify`'s. Cheap: no chain walk.
+    """
+    key = _trail_key(session)
+    database = database or _session_database(session)
+    row = session.execute(_HEAD_AND_LAST).first()
+    if row is None:
+        last = session.scalar(select(func.max(_EVENTS.c.seq)))
+        if last is not None:
+            raise TrailBroken(
+                f"the trail head is missing but events go up to {last}; not anchoring: "
+                "run `labelloop trail verify`"
+            )
+        seq, digest = GENESIS_SEQ, GENESIS
+    else:
+        seq, digest = row.seq, row.hash
+        stored = row.event_hash if row.seq else GENESIS
+        if (row.last_seq or 0) != row.seq or stored != row.hash:
+            raise TrailBroken(
+                f"the trail head (event {row.seq}) does not match the stored events (last "
+                f"{row.last_seq or 0}); not anchoring: run `labelloop trail verify`"
+            )
+    anchor = make_anchor(key, database=database, seq=seq, hash=digest, time=now or utcnow())
+    append_anchor(anchor_file, anchor)
+    return anchor
+
+
+def _replaced_database_hint(
+    session: Session, broken: list[Anchor], anchor_file: Path | None
+) -> str | None:
+    """When every anchor the chain contradicts is older than the trail's first event,
+    the likeliest story is a new database created where an old one was (a deleted demo
+    database, a restored backup): say so, without passing the check."""
+    if not broken:
+        return None
+    first = session.scalar(select(_EVENTS.c.created_at).order_by(_EVENTS.c.seq).limit(1))
+    if first is None or any(a.at() >= first for a in broken):
+        return None
+    return (
+        f"all {len(broken)} contradicted anchor(s) are older than this trail's first event: "
+        "if this database was created anew at the same place (a deleted database rebuilt), "
+        f"they belong to the old one; keep them apart by moving {anchor_file} aside"
+    )
+
+
+def pin_legacy(
+    session: Session, *, anchor_file: Path, database: str | None = None
+) -> Anchor | None:
+    """After an upgrade to the keyed chain: append a checkpoint when the trail holds
+    events chained before keying (``key_id`` NULL) and no anchor of this database
+    exists yet, so that from now on they cannot be rewritten unnoticed. None when there
+    was nothing to pin."""
+    if session.scalar(select(_EVENTS.c.seq).where(_EVENTS.c.key_id.is_(None)).limit(1)) is None:
+        return None
+    key = _trail_key(session)
+    database = database or _session_database(session)
+    if check_anchors(anchor_file, key=key, database=database).anchors:
+        return None
+    return checkpoint(session, anchor_file=anchor_file, database=database)
 
 
 def query(

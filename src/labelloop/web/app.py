@@ -9,8 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from anyio import to_thread
-from fastapi import Depends, FastAPI, Response
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
@@ -21,12 +20,12 @@ from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory
 from labelloop.web import errors
 from labelloop.web.idempotency import IdempotencyStore
-from labelloop.web.security import LoginThrottle, csrf_protect
+from labelloop.web.limits import BodyLimit
+from labelloop.web.security import LoginThrottle, PasswordGate, ProxyHeaders, csrf_protect
 from labelloop.web.templating import make_templates
 
 STATIC = Path(__file__).with_name("static")
 SESSION_COOKIE = "labelloop_session"
-SESSION_MAX_AGE = 12 * 3600
 #: Threads for sync routes (anyio's default is 40); see the lifespan below.
 WORKER_THREADS = 256
 
@@ -38,9 +37,22 @@ PAGE_CSP = (
 )
 
 
+#: The API explorer (``/docs``): the vendored Swagger UI sets styles from its script.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+
+
 class SecurityHeaders:
     """Adds the security headers to every response (a plain ASGI middleware: Starlette's
-    ``BaseHTTPMiddleware`` costs a task group and a stream per request)."""
+    ``BaseHTTPMiddleware`` costs a task group and a stream per request).
+
+    Everything but the static assets is ``Cache-Control: no-store``: pages and API
+    answers hold personal data, gold labels and exports, and a shared or back-button
+    cache must not keep them after the user signs out.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,10 +68,10 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "same-origin")
-                if path != "/docs":  # Swagger UI loads its own assets
-                    headers.setdefault("Content-Security-Policy", PAGE_CSP)
-                    headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-                if path.startswith("/api/") or "set-cookie" in headers:
+                docs = path == "/docs"
+                headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else PAGE_CSP)
+                headers.setdefault("X-Frame-Options", "DENY" if docs else "SAMEORIGIN")
+                if not path.startswith("/static/"):
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
@@ -124,19 +136,24 @@ def create_app(
     app.state.settings = settings
     app.state.templates = make_templates()
     app.state.throttle = LoginThrottle(limit=login_attempts, window=login_window_seconds)
+    app.state.password_gate = PasswordGate(settings.login_concurrency, settings.login_queue_seconds)
     app.state.idempotency = IdempotencyStore()
 
-    # inside the session middleware: "no-store" goes on responses whose route sets a
-    # cookie, not on every response to a signed-in browser (static assets stay cacheable)
+    # innermost first: body limits see the session (their 413 page needs it), the
+    # headers go on every response, the proxy's client address is set before all
+    app.add_middleware(
+        BodyLimit, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes
+    )
     app.add_middleware(SecurityHeaders)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.ensure_secret_key(),
         session_cookie=SESSION_COOKIE,
-        max_age=SESSION_MAX_AGE,
+        max_age=int(settings.session_hours * 3600),
         same_site="lax",
         https_only=secure_cookies,
     )
+    app.add_middleware(ProxyHeaders, networks=settings.proxy_networks())
     errors.install(app)
 
     from labelloop.web.api import router as api_router
@@ -147,14 +164,10 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/docs", include_in_schema=False)
-    def swagger_ui() -> Response:
-        """The OpenAPI explorer, from the vendored swagger-ui (works offline)."""
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="LabelLoop API",
-            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
-            swagger_css_url="/static/vendor/swagger-ui.css",
-            swagger_favicon_url="/static/favicon.svg",
-        )
+    def swagger_ui(request: Request) -> Response:
+        """The OpenAPI explorer, from the vendored swagger-ui (works offline; started
+        by a static script, so the page needs no inline script)."""
+        response: Response = app.state.templates.TemplateResponse(request, "api_docs.html", {})
+        return response
 
     return app

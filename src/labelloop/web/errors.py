@@ -10,22 +10,28 @@ Domain errors (:mod:`labelloop.errors`) carry no HTTP; this module maps them::
     ConfigurationError  500  configuration_error
     TrailBroken         500  trail_broken
     other LabelLoopError 400 bad_request
+    a unique violation or deadlock with a concurrent request   409 conflict
 
 and the web layer's own errors: :class:`LoginRequired` (401 for the API, a redirect to
 the login page for pages), :class:`CsrfFailed` (403), :class:`TooManyAttempts` (429),
-FastAPI's request validation (422) and ``HTTPException``. Requests under ``/api/``
+FastAPI's request validation (422) and ``HTTPException``. A body that cannot be parsed
+(not JSON, not UTF-8) is a 422 ``json_invalid`` on ``body`` whatever the parser choked
+on, and a 405 lists in ``Allow`` every method the path has. Requests under ``/api/``
 get JSON in one shape, ``{"error": {"code", "message", "details"}}``; pages get the
 ``error.html`` template with the same status.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labelloop.errors import (
@@ -38,6 +44,7 @@ from labelloop.errors import (
     TrailBroken,
     ValidationFailed,
 )
+from labelloop.store.conflicts import is_concurrent_conflict
 
 
 class WebError(Exception):
@@ -92,6 +99,7 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "too_many_attempts",
@@ -133,8 +141,21 @@ def details_of(exc: LabelLoopError) -> list[dict[str, Any]]:
     return []
 
 
+def _printable(value: Any) -> Any:
+    """``value`` with every lone surrogate written as an escape: an error may quote
+    what it refuses (a field path holds the keys of a mapping), and UTF-8 has no
+    encoding for a lone surrogate."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> Any:
-    return {"error": {"code": code, "message": message, "details": details or []}}
+    return _printable({"error": {"code": code, "message": message, "details": details or []}})
 
 
 def wants_json(request: Request) -> bool:
@@ -156,7 +177,12 @@ def _respond(
     return render(
         request,
         "error.html",
-        {"status": status, "code": code, "message": message, "details": details or []},
+        {
+            "status": status,
+            "code": code,
+            "message": _printable(message),
+            "details": _printable(details or []),
+        },
         status_code=status,
         headers=headers,
     )
@@ -179,10 +205,51 @@ async def _web(request: Request, exc: Exception) -> Response:
     return _respond(request, exc.status, exc.code, str(exc), headers=headers)
 
 
+#: FastAPI's answer to a body its JSON parser could not read (e.g. not UTF-8).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+def _unparsable(request: Request, why: str) -> Response:
+    details = [{"field": "body", "in": "body", "code": "json_invalid", "message": why}]
+    return _respond(
+        request, 422, "validation_failed", "the request body is not valid JSON", details
+    )
+
+
+def _endpoints(routes: Iterable[Any]) -> Iterator[tuple[re.Pattern[str], set[str]]]:
+    """(path regex, methods) of every endpoint, through included routers (FastAPI keeps
+    them as nodes whose ``effective_route_contexts`` are the endpoints)."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            for ctx in contexts():
+                if ctx.methods and ctx.path_regex is not None:
+                    yield ctx.path_regex, set(ctx.methods)
+            continue
+        methods, regex = getattr(route, "methods", None), getattr(route, "path_regex", None)
+        if methods and regex is not None:
+            yield regex, set(methods)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (for ``Allow``)."""
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
+    methods: set[str] = set()
+    for regex, route_methods in _endpoints(request.app.router.routes):
+        if regex.match(path):
+            methods |= route_methods
+    return sorted(methods)
+
+
 async def _request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":  # where the parser stopped is no field
+            ctx = err.get("ctx") or {}
+            return _unparsable(request, f"JSON decode error: {ctx.get('error', err.get('msg'))}")
         loc = [str(p) for p in err.get("loc", ())]
         if loc and loc[0] in ("body", "query", "path", "header", "form"):
             where, loc = loc[0], loc[1:]
@@ -201,13 +268,31 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
 
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            why = f"not UTF-8: {cause.reason} at byte {cause.start}"
+        else:
+            why = "nested too deeply" if isinstance(cause, RecursionError) else "unreadable"
+        return _unparsable(request, f"the body cannot be read as JSON ({why})")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the methods of one route only
+        headers["Allow"] = ", ".join(allowed_methods(request))
     code = HTTP_CODES.get(exc.status_code, "error")
+    return _respond(request, exc.status_code, code, str(exc.detail), headers=headers)
+
+
+async def _database(request: Request, exc: Exception) -> Response:
+    """A race with a concurrent request that no service turned into its own answer (a
+    unique violation, a deadlock): 409, to be retried. Any other database error is a
+    server error."""
+    if not is_concurrent_conflict(exc):
+        raise exc
     return _respond(
         request,
-        exc.status_code,
-        code,
-        str(exc.detail),
-        headers=dict(exc.headers or {}),
+        409,
+        "conflict",
+        "a concurrent request changed the same records; send the request again",
     )
 
 
@@ -223,3 +308,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IdempotencyReplay, _replay)
+    app.add_exception_handler(DBAPIError, _database)

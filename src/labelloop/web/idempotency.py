@@ -5,7 +5,8 @@ commits, under (principal, method, path, key) with a hash of its body and the re
 (status and JSON) for ``ttl`` seconds. A retry with the same key and body gets the
 stored response again (header ``Idempotent-Replayed: true``) and writes nothing; the
 same key with a different body is a 422; a retry while the first request is still
-running is a 409. Entries live in this process only (a restart forgets them and
+running is a 409. The caller is authenticated first: a replay needs a credential that
+is still valid (a revoked token gets 401, not its earlier answer). Entries live in this process only (a restart forgets them and
 several workers do not share them); the writes themselves are idempotent where the
 domain allows it (a resubmitted annotation updates, gold and predictions replace), so
 a retry that reaches another worker changes nothing either.
@@ -24,6 +25,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from labelloop.errors import Conflict, ValidationFailed
+from labelloop.projects.validation import Violation
+from labelloop.web.deps import CurrentActor
 from labelloop.web.errors import IdempotencyReplay
 
 MAX_KEY_LENGTH = 200
@@ -56,7 +59,14 @@ class IdempotencyStore:
             if entry is not None:
                 if entry.fingerprint != fingerprint:
                     raise ValidationFailed(
-                        "Idempotency-Key was already used with a different request body"
+                        "Idempotency-Key was already used with a different request body",
+                        [
+                            Violation(
+                                "Idempotency-Key",
+                                "reused",
+                                "this key was used with another body; use a new key",
+                            )
+                        ],
                     )
                 if not entry.done:
                     raise Conflict("a request with this Idempotency-Key is still in progress")
@@ -104,6 +114,7 @@ class Idempotency:
 
 async def idempotency(
     request: Request,
+    actor: CurrentActor,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -117,7 +128,7 @@ async def idempotency(
         yield Idempotency(request, None)
         return
     store: IdempotencyStore = request.app.state.idempotency
-    principal = request.headers.get("authorization") or f"session:{request.session.get('uid')}"
+    principal = request.headers.get("authorization") or f"user:{actor.user_id}:{actor.name}"
     key = (
         hashlib.sha256(principal.encode()).hexdigest(),
         request.method,

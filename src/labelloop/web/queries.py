@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import Membership, User
-from labelloop.accounts.policy import require, require_admin, roles_of
+from labelloop.accounts.policy import allowed, require, require_admin, roles_of
 from labelloop.accounts.roles import GRANTS, Permission, Role
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditPolicy, AuditRun
-from labelloop.errors import PermissionDenied, ValidationFailed
+from labelloop.errors import NotFound, ValidationFailed
 from labelloop.projects import service as projects
 from labelloop.projects.models import GoldLabel, Item, Project
 from labelloop.projects.validation import Violation
@@ -30,18 +30,37 @@ from labelloop.projects.validation import Violation
 
 def may(session: Session, actor: Actor, permission: Permission, project_id: int) -> bool:
     """Whether ``actor`` holds ``permission`` in the project (for showing links)."""
-    try:
-        require(session, actor, permission, project_id=project_id)
-    except PermissionDenied:
+    return allowed(session, actor, permission, project_id=project_id)
+
+
+def _sees(session: Session, actor: Actor, project_id: int) -> bool:
+    """Whether the actor holds any role in the project (administrators see every
+    project; a token only its own)."""
+    if actor.system or actor.is_admin:
+        return True
+    if actor.user_id is None:
         return False
-    return True
+    if actor.scope_project_id is not None and actor.scope_project_id != project_id:
+        return False
+    return bool(roles_of(session, actor.user_id, project_id))
+
+
+def visible_project(session: Session, *, actor: Actor, project_id: int | str) -> Project:
+    """The project, when the actor holds a role in it. For anyone else it answers
+    exactly as for a project that does not exist (NotFound with the same message), so
+    outsiders cannot learn which projects exist."""
+    project = projects.get_project(session, project_id)
+    if not _sees(session, actor, project.id):
+        raise NotFound(f"no project with id {project_id}")
+    return project
 
 
 def project_for(
     session: Session, *, actor: Actor, project_id: int | str, permission: Permission
 ) -> Project:
-    """A project the actor may access with ``permission`` (NotFound, PermissionDenied)."""
-    project = projects.get_project(session, project_id)
+    """A project the actor may access with ``permission``: NotFound for outsiders (as
+    for a missing project), PermissionDenied for members whose roles do not allow it."""
+    project = visible_project(session, actor=actor, project_id=project_id)
     require(session, actor, permission, project_id=project.id)
     return project
 
@@ -66,7 +85,11 @@ def my_roles(session: Session, *, actor: Actor, project_id: int) -> list[str]:
 
 
 def run_for(session: Session, *, actor: Actor, run_id: int, permission: Permission) -> AuditRun:
+    """A run the actor may access with ``permission``; NotFound (as for a missing run)
+    when the actor holds no role in its project."""
     run = audits.get_run(session, run_id)
+    if not _sees(session, actor, run.project_id):
+        raise NotFound(f"no audit run {run_id}")
     require(session, actor, permission, project_id=run.project_id)
     return run
 

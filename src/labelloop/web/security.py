@@ -1,31 +1,43 @@
-"""CSRF tokens, login throttling and the signed-session helpers.
+"""CSRF tokens, sign-in throttling, the bound on concurrent password checks, and the
+client address behind trusted proxies.
 
-* **Sessions** are Starlette's signed cookies (itsdangerous, keyed by
-  ``Settings.ensure_secret_key()``), HttpOnly and SameSite=Lax. A session holds the user
-  id, a fingerprint of the password hash (so changing a password signs every other
-  session out) and the CSRF token.
+* **Sessions** live on the server (:mod:`labelloop.accounts.sessions`); the signed
+  cookie (Starlette's, keyed by ``Settings.ensure_secret_key()``, HttpOnly,
+  SameSite=Lax) carries the session's random secret and the CSRF token.
 * **CSRF**: every form carries ``csrf_token`` (htmx and scripts send ``X-CSRF-Token``);
   :func:`csrf_protect` runs before every route and refuses (403) any unsafe method
   whose session token does not match. Requests that authenticate with
   ``Authorization: Bearer`` carry no ambient credential and are not checked.
-* **Login throttling** (:class:`LoginThrottle`): after ``limit`` failed logins for one
-  username from one client address within ``window`` seconds, further attempts get
-  429 until the oldest failure ages out. It is kept in process memory, per worker: a
-  restart forgets it, and several workers each count on their own.
+* **Sign-in throttling** (:class:`LoginThrottle`): after ``limit`` failed sign-ins for
+  one account name from one client address within ``window`` seconds, or ``4 ×
+  limit`` from one address whatever the names, further attempts get 429 until the
+  oldest failure ages out. Names are counted in their one normal form
+  (:func:`labelloop.identifiers.login_key`: NFKC, trimmed, case-folded), the same one
+  the look-up uses. Kept in process memory, per worker.
+* **Password checks** (:class:`PasswordGate`): argon2 takes ~64 MiB and tens of
+  milliseconds per check; at most ``Settings.login_concurrency`` run at once per
+  process, so a burst of sign-ins cannot starve every other request of CPU and memory.
+* **Client address** (:class:`ProxyHeaders`): ``X-Forwarded-For`` and
+  ``X-Forwarded-Proto`` are believed only from ``Settings.trusted_proxies``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from labelloop.web.errors import CsrfFailed
+from labelloop.identifiers import login_key
+from labelloop.web.errors import CsrfFailed, TooManyAttempts
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_FIELD = "csrf_token"
@@ -49,7 +61,7 @@ async def csrf_protect(request: Request) -> None:
     """Refuse an unsafe, cookie-authenticated request without the session's token."""
     if request.method in SAFE_METHODS or uses_bearer(request):
         return
-    if request.url.path.startswith("/api/") and "uid" not in request.session:
+    if request.url.path.startswith("/api/") and "sid" not in request.session:
         return  # no cookie credential at all: authentication answers 401
     expected = request.session.get("csrf")
     given = request.headers.get(CSRF_HEADER)
@@ -65,15 +77,18 @@ async def csrf_protect(request: Request) -> None:
         raise CsrfFailed("the form is missing its CSRF token or it has expired; reload the page")
 
 
-def password_fingerprint(password_hash: str | None) -> str:
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
-
-
 class LoginThrottle:
-    """Failed-login counter per (username, client address), kept in memory."""
+    """Failed sign-ins per (account name, client address) and per address, in memory."""
 
-    def __init__(self, limit: int = 5, window: float = 15 * 60, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        limit: int = 5,
+        window: float = 15 * 60,
+        max_keys: int = 100_000,
+        per_address: int | None = None,
+    ) -> None:
         self.limit = limit
+        self.per_address = 4 * limit if per_address is None else per_address
         self.window = window
         self.max_keys = max_keys
         self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
@@ -89,26 +104,99 @@ class LoginThrottle:
             self._failures.pop(key, None)
         return times
 
+    def _keys(self, username: str, client: str) -> list[tuple[tuple[str, str], int]]:
+        # "\x00" cannot occur in a normalised name: the address-wide key is its own
+        return [((login_key(username), client), self.limit), (("\x00", client), self.per_address)]
+
     def retry_after(self, username: str, client: str, now: float | None = None) -> int | None:
         """Seconds until another attempt is allowed, or ``None`` when it is allowed now."""
         now = time.monotonic() if now is None else now
+        wait = 0
         with self._lock:
-            times = self._recent((username.lower(), client), now)
-            if len(times) < self.limit:
-                return None
-            return max(1, int(times[0] + self.window - now) + 1)
+            for key, limit in self._keys(username, client):
+                times = self._recent(key, now)
+                if len(times) >= limit:
+                    wait = max(wait, int(times[-limit] + self.window - now) + 1)
+        return max(1, wait) if wait else None
 
     def failed(self, username: str, client: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        key = (username.lower(), client)
         with self._lock:
-            times = self._recent(key, now)
-            times.append(now)
-            self._failures[key] = times
-            self._failures.move_to_end(key)
+            for key, _ in self._keys(username, client):
+                times = self._recent(key, now)
+                times.append(now)
+                self._failures[key] = times
+                self._failures.move_to_end(key)
             while len(self._failures) > self.max_keys:
                 self._failures.popitem(last=False)
 
     def succeeded(self, username: str, client: str) -> None:
         with self._lock:
-            self._failures.pop((username.lower(), client), None)
+            self._failures.pop((login_key(username), client), None)
+
+
+class PasswordGate:
+    """At most ``slots`` password checks at once; a caller waits up to ``wait`` seconds
+    for a slot, then gets 429 (the check itself never starts)."""
+
+    def __init__(self, slots: int, wait: float) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        self.wait = wait
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(timeout=self.wait):
+            raise TooManyAttempts(
+                "the server is busy checking other sign-ins; try again in a few seconds",
+                headers={"Retry-After": "5"},
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _trusted(host: str | None, networks: list[Network]) -> bool:
+    if not host or not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+class ProxyHeaders:
+    """Takes the client's address and scheme from ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto``, but only when the connection comes from a trusted proxy.
+
+    The client is the right-most address in ``X-Forwarded-For`` that is not itself a
+    trusted proxy (a client can put anything on the left). Without trusted proxies the
+    headers are ignored and the connection's peer is the client.
+    """
+
+    def __init__(self, app: ASGIApp, networks: list[Network]) -> None:
+        self.app = app
+        self.networks = networks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] == "http" and client and _trusted(client[0], self.networks):
+            headers = Headers(scope=scope)
+            hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+            for hop in reversed(hops):
+                if not _trusted(hop, self.networks):
+                    scope["client"] = (hop, 0)
+                    break
+            proto = headers.get("x-forwarded-proto", "").strip().lower()
+            if proto in ("http", "https"):
+                scope["scheme"] = proto
+        await self.app(scope, receive, send)
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the throttle and the session list record it."""
+    return request.client.host if request.client else "unknown"

@@ -46,7 +46,9 @@ def serve_cmd(
     console.print(f"LabelLoop at [bold]http://{settings.host}:{settings.port}/[/] (Ctrl-C stops)")
     if workers == 1:
         app = create_app(settings, secure_cookies=secure_cookies, freeze_heap=True)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False
+        )
         return
     # worker processes build their own app from the environment: the same database and
     # the same signing key (so a session cookie is good on every worker)
@@ -60,4 +62,7 @@ def serve_cmd(
         port=settings.port,
         workers=workers,
         log_level="info",
+        # the app believes X-Forwarded-* from LABELLOOP_TRUSTED_PROXIES only (uvicorn's
+        # own handling would trust 127.0.0.1 by default)
+        proxy_headers=False,
     )

@@ -20,11 +20,15 @@ the items still below the overlap kept current from the rows added since its mar
 (:func:`sync_open_items`), read in (project, load, item) order and stopped after a few
 rows; nothing scans every annotation per request or loops over annotations in Python.
 
-Submissions go through :func:`labelloop.projects.service.submit_annotation` (the
-authoritative validator; ValidationFailed writes nothing) with source ``workbench``.
-Like every service here: ``session`` and ``actor`` are keywords, permissions are
-checked with :func:`labelloop.accounts.policy.require`, nothing commits, and every
-write appends a trail event in the caller's transaction.
+Submissions (:func:`submit`, from the page and the API alike) are the only way
+annotators label: they need the item's lease, take the server's clock and the server's
+measure of active time, and go through
+:func:`labelloop.projects.service.save_annotation` (the authoritative validator;
+ValidationFailed writes nothing) with source ``workbench``. Like every service here:
+``session`` and ``actor`` are keywords, permissions are checked with
+:func:`labelloop.accounts.policy.require`, nothing commits, and every record written
+(annotations, skips, flags, settings) appends a trail event in the caller's
+transaction; leases and the open-items index are working state without events.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from labelloop import trail
 from labelloop.accounts.actor import Actor
-from labelloop.accounts.policy import require
+from labelloop.accounts.policy import allowed, require
 from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, ValidationFailed
 from labelloop.projects import service as projects
@@ -135,6 +139,19 @@ def _annotator(actor: Actor) -> int:
 
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def _one_at_a_time(session: Session, project_id: int, annotator_id: int) -> None:
+    """Serialise one annotator's queue operations in a project (two tabs, a double
+    click, a retried request): on PostgreSQL a transaction-scoped advisory lock on
+    (project, annotator), so the second waits, then sees what the first did (its
+    lease, its annotation) and gets the queue's answer (the same item, or 409) instead
+    of a unique violation. SQLite already runs one writer at a time."""
+    if _is_postgres(session):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:project, :annotator)"),
+            {"project": project_id, "annotator": annotator_id},
+        )
 
 
 def _gold_draw(project_id: int, annotator_id: int, position: int) -> float:
@@ -463,16 +480,10 @@ def _grant(
     else:
         lease.is_gold, lease.leased_at, lease.expires_at = gold, now, expires
     session.flush()
+    # no trail event: the lease is its own record while it lives, and the annotation
+    # that ends it keeps when it began (``started_at``); skips and submissions are
+    # trailed. Serving a page thus writes no event (see docs/web.md).
     _advance(session, project.id, annotator_id)
-    trail.service.append(
-        session,
-        actor=actor.name,
-        action="workbench.lease",
-        entity_type="item",
-        entity_id=item_id,
-        project_id=project.id,
-        after={"annotator_id": annotator_id, "expires_at": expires, "gold": gold},
-    )
     return lease
 
 
@@ -527,6 +538,7 @@ def _next_item(
     synced: bool = False,
 ) -> WorkItem | None:
     annotator_id = _annotator(actor)
+    _one_at_a_time(session, project.id, annotator_id)
     held = current_lease(session, actor=actor, project=project, now=now)
     if held is not None and not _done(session, held.item_id, annotator_id):
         return _view(projects.get_item(session, project, held.item_id), held)
@@ -689,17 +701,22 @@ def submit(
     uncertain_reason: str | None = None,
     now: datetime | None = None,
 ) -> Annotation:
-    """Save the annotator's label for the item they hold and end the lease.
+    """Save the annotator's label for the item they hold and end the lease: the one way
+    annotators label, from the workbench page and from the API alike.
 
-    The label goes through :func:`labelloop.projects.service.submit_annotation`
-    (ValidationFailed with every violation, nothing written). ``started_at`` is when
-    the item was served; ``active_seconds`` (counted by the page) is capped at the
-    time since then. ``uncertain`` adds the flag ``{"code": "uncertain", "message":
-    reason, "source": "annotator"}`` to the annotation (a reason is required) and an
-    ``annotation.flag`` trail event.
+    The queue's rules hold: the item must be leased to the annotator (it was served by
+    :func:`next_item`, which applies overlap, skips and hidden gold), one vote per item,
+    ``submitted_at`` is the server's clock and ``started_at`` when the item was served.
+    Active time is measured by the server: the time since the item was served (at
+    most the lease length); the page's own count of visible, active seconds may only
+    lower it. The label goes through the schema's validator (ValidationFailed with
+    every violation, nothing written). ``uncertain`` adds the flag ``{"code":
+    "uncertain", "message": reason, "source": "annotator"}`` (a reason is required)
+    and an ``annotation.flag`` trail event.
     """
     require(session, actor, Permission.ANNOTATE, project_id=project.id)
     annotator_id = _annotator(actor)
+    _one_at_a_time(session, project.id, annotator_id)
     now = now or utcnow()
     projects.get_item(session, project, item_id)
     reason = (
@@ -708,10 +725,8 @@ def submit(
     lease = _held_lease(session, project, item_id, annotator_id, now)
     if _done(session, item_id, annotator_id):
         raise Conflict(f"you already finished item {item_id}")
-    started = lease.leased_at
-    if active_seconds is not None and active_seconds >= 0:
-        active_seconds = round(min(active_seconds, max((now - started).total_seconds(), 0.0)), 1)
-    annotation = projects.submit_annotation(
+    settings = get_settings(session, project)
+    annotation = projects.save_annotation(
         session,
         actor=actor,
         project=project,
@@ -719,31 +734,127 @@ def submit(
         annotator_id=annotator_id,
         value=value,
         attributes=attributes,
-        started_at=started,
+        started_at=lease.leased_at,
         submitted_at=now,
-        active_seconds=active_seconds,
+        active_seconds=_active_seconds(lease.leased_at, now, active_seconds, settings),
         guideline_version=None,
         source=SOURCE,
+        external_key="",
+        path="queue",
     )
     if reason is not None:
-        flag = {"code": "uncertain", "field": "value", "message": reason, "source": "annotator"}
-        before = list(annotation.flags or [])
-        annotation.flags = [*before, flag]
-        session.flush()
-        trail.service.append(
-            session,
-            actor=actor.name,
-            action="annotation.flag",
-            entity_type="annotation",
-            entity_id=annotation.id,
-            project_id=project.id,
-            before={"flags": before},
-            after={"flags": annotation.flags},
-        )
+        _flag_uncertain(session, actor, project, annotation, reason)
     session.delete(lease)
     session.flush()
-    _refresh(session, project.id, [item_id], get_settings(session, project).overlap)
+    _refresh(session, project.id, [item_id], settings.overlap)
     return annotation
+
+
+def _active_seconds(
+    started: datetime, now: datetime, reported: float | None, settings: SettingsOut
+) -> float:
+    """Seconds of work on an item as the server saw them: since it was served, capped
+    at the lease length; a lower count from the page (time the page was visible and in
+    use) is taken, a higher one never."""
+    elapsed = max((now - started).total_seconds(), 0.0)
+    elapsed = min(elapsed, settings.lease_minutes * 60.0)
+    if reported is not None and 0 <= reported < elapsed:
+        elapsed = reported
+    return round(elapsed, 1)
+
+
+def _flag_uncertain(
+    session: Session, actor: Actor, project: Project, annotation: Annotation, reason: str
+) -> None:
+    flag = {"code": "uncertain", "field": "value", "message": reason, "source": "annotator"}
+    before = list(annotation.flags or [])
+    annotation.flags = [*before, flag]
+    session.flush()
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="annotation.flag",
+        entity_type="annotation",
+        entity_id=annotation.id,
+        project_id=project.id,
+        before={"flags": before},
+        after={"flags": annotation.flags},
+    )
+
+
+#: Fields of an API submission that only the import path takes as given.
+RECORD_ONLY = ("annotator_id", "started_at", "submitted_at", "guideline_version", "external_key")
+
+
+def submit_from_api(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    item_id: int,
+    value: Any,
+    attributes: Mapping[str, Any] | None = None,
+    active_seconds: float | None = None,
+    uncertain: bool = False,
+    uncertain_reason: str | None = None,
+    recorded: Mapping[str, Any] | None = None,
+) -> Annotation:
+    """``POST /api/v1/projects/{id}/annotations``: callers who may import
+    (``data.import``: leads) record an annotation as given, for any annotator of the
+    project and with its own times (:func:`labelloop.projects.service.submit_annotation`);
+    everyone else labels through the queue (:func:`submit`), and giving any of
+    :data:`RECORD_ONLY` is a 422 naming it."""
+    given = {k: v for k, v in (recorded or {}).items() if v not in (None, "")}
+    if allowed(session, actor, Permission.DATA_IMPORT, project_id=project.id):
+        annotator_id = given.get("annotator_id", actor.user_id)
+        if annotator_id is None:
+            raise ValidationFailed(
+                "annotator_id is required for this caller",
+                [Violation("annotator_id", "required", "give the annotator's user id")],
+            )
+        reason = (
+            _reason(uncertain_reason, "uncertain_reason", "the uncertainty flag")
+            if uncertain
+            else None
+        )
+        annotation = projects.submit_annotation(
+            session,
+            actor=actor,
+            project=project,
+            item_id=item_id,
+            annotator_id=annotator_id,
+            value=value,
+            attributes=attributes,
+            started_at=given.get("started_at"),
+            submitted_at=given.get("submitted_at"),
+            active_seconds=active_seconds,
+            guideline_version=given.get("guideline_version"),
+            source="api",
+            external_key=given.get("external_key", ""),
+        )
+        if reason is not None:
+            _flag_uncertain(session, actor, project, annotation, reason)
+        return annotation
+    require(session, actor, Permission.ANNOTATE, project_id=project.id)
+    refused = [f for f in RECORD_ONLY if f in given]
+    if refused:
+        raise ValidationFailed(
+            "annotators submit through the queue: the server sets "
+            + ", ".join(refused)
+            + " (only leads may record annotations as given)",
+            [Violation(f, "not_allowed", "set by the server for annotators") for f in refused],
+        )
+    return submit(
+        session,
+        actor=actor,
+        project=project,
+        item_id=item_id,
+        value=value,
+        attributes=attributes,
+        active_seconds=active_seconds,
+        uncertain=uncertain,
+        uncertain_reason=uncertain_reason,
+    )
 
 
 def skip(
@@ -759,6 +870,7 @@ def skip(
     again."""
     require(session, actor, Permission.ANNOTATE, project_id=project.id)
     annotator_id = _annotator(actor)
+    _one_at_a_time(session, project.id, annotator_id)
     now = now or utcnow()
     projects.get_item(session, project, item_id)
     text = _reason(reason, "reason", "skipping")
@@ -795,5 +907,6 @@ __all__ = [
     "queue_status",
     "skip",
     "submit",
+    "submit_from_api",
     "update_settings",
 ]

@@ -3,26 +3,39 @@
 Every route resolves the caller (``CurrentActor``: a bearer token or the session
 cookie) and hands it to a service, which checks the permission. Writes (POST, PATCH)
 accept ``Idempotency-Key`` (see :mod:`labelloop.web.idempotency`).
+
+The OpenAPI document is the contract (tested with schemathesis in
+``tests/web/test_schemathesis.py``): every status a route can answer is declared, ids
+and identifiers are bounded as :mod:`labelloop.web.api.schemas` says, operation ids are
+the route names, and OpenAPI links say where ids come from (a created item's id feeds
+the annotation, gold and prediction writes; a policy's id its reads, patch and runs;
+a run's id its report and close).
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Path, Query, Security
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import ValidationError
+from fastapi.security import APIKeyCookie, HTTPBearer
+from pydantic import AfterValidator, Field, PlainValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 from labelloop.accounts.roles import Permission
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditPolicy, AuditRun
-from labelloop.audits.schemas import PolicySpec
-from labelloop.errors import Conflict, ValidationFailed
+from labelloop.errors import Conflict, NotFound, ValidationFailed
 from labelloop.projects import service as projects
 from labelloop.projects.models import Annotation, GoldLabel, Item, Prediction, Project
 from labelloop.projects.validation import Violation
 from labelloop.web import queries
 from labelloop.web.api.schemas import (
+    CURSOR_PATTERN,
+    IDENTIFIER_PATTERN,
+    MAX_ID,
+    SEGMENT_FILTER_PATTERN,
     AnnotationIn,
     AnnotationOut,
     CloseIn,
@@ -38,27 +51,209 @@ from labelloop.web.api.schemas import (
     PolicyIn,
     PolicyOut,
     PolicyPatch,
+    PolicySpecIn,
     PredictionIn,
     PredictionOut,
     ProjectOut,
+    QueueStatusOut,
     RunOut,
+    SkipIn,
+    SkipOut,
+    WorkItemOut,
+    WorkNextOut,
+    check_identifier,
+    check_object,
 )
+from labelloop.web.app import SESSION_COOKIE
 from labelloop.web.deps import CurrentActor, SessionDep, TransactionRoute
 from labelloop.web.idempotency import IdempotencyDep
-from labelloop.web.pages.transfers import ExportFormatParam, export_response
+from labelloop.web.pages.transfers import RAW_DESCRIPTION, ExportFormatParam, export_response
+from labelloop.workbench import service as workbench
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No or an invalid credential"},
     403: {"model": ErrorResponse, "description": "The caller's role does not allow it"},
     404: {"model": ErrorResponse, "description": "No such record"},
-    422: {"model": ErrorResponse, "description": "Invalid input, with field paths"},
+    422: {
+        "model": ErrorResponse,
+        "description": "Invalid input, with field paths (a body that is not JSON: "
+        "`json_invalid` on `body`)",
+    },
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorResponse, "description": "Conflict, or the same key is in flight"},
+    413: {"model": ErrorResponse, "description": "The body is larger than the limit"},
 }
 
-router = APIRouter(responses=ERRORS, route_class=TransactionRoute)
+
+def _operation_id(route: Any) -> str:
+    """Operation ids are the route names (``submit_annotation``), as links name them."""
+    return str(route.name)
+
+
+#: How callers authenticate, for the OpenAPI document (``CurrentActor`` does the work:
+#: these only read what they declare, and refuse nothing).
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="An API token (`labelloop user token create`): `Authorization: Bearer ll_...`.",
+)
+_COOKIE = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description="The session cookie of a signed-in page (writes need `X-CSRF-Token` too).",
+)
+router = APIRouter(
+    responses=ERRORS,
+    route_class=TransactionRoute,
+    generate_unique_id_function=_operation_id,
+    dependencies=[Security(_BEARER), Security(_COOKIE)],
+)
+
+# ------------------------------------------------------------------------- parameters
+_ID = "An id (1 to 2^31-1); ids beyond answer 422."
+ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="The project's id. " + _ID)]
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The audit run's id. " + _ID)]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="The item's id. " + _ID)]
+PolicyKey = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
+        description="The policy's id (digits; past 2^31-1 no policy: 404) or its name.",
+        examples=["weekly-quality", "1"],
+    ),
+    AfterValidator(check_identifier),
+]
+QueryIdentifier = Annotated[
+    str,
+    Query(min_length=1, json_schema_extra={"pattern": IDENTIFIER_PATTERN}),
+    AfterValidator(check_identifier),
+]
+Cursor = Annotated[
+    str | None,
+    Query(
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page (6 characters of URL-safe base64).",
+    ),
+]
+
+
+def _check_segment_filters(values: list[str] | None) -> list[str] | None:
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep:
+            raise PydanticCustomError(
+                "segment_filter", "expected key=value, got {value}", {"value": repr(value)}
+            )
+        check_identifier(key)
+        check_identifier(rest)
+    return values
+
+
+SegmentFilters = Annotated[
+    list[Annotated[str, Field(json_schema_extra={"pattern": SEGMENT_FILTER_PATTERN})]] | None,
+    Query(description="key=value; repeat for several (all must match)", max_length=300),
+    AfterValidator(_check_segment_filters),
+]
+
+
+def _after(cursor: str | None) -> str | None:
+    """The keyset position of an API cursor (the last id seen, 4 bytes of base64), in
+    the form :mod:`labelloop.web.queries` reads."""
+    if cursor is None:
+        return None
+    return queries.encode_cursor(int.from_bytes(base64.urlsafe_b64decode(cursor + "=="), "big"))
+
+
+def _next_cursor(position: str | None) -> str | None:
+    """The API cursor of the next page (see :data:`CURSOR_PATTERN`)."""
+    if position is None:
+        return None
+    last = queries.decode_cursor(position).to_bytes(4, "big")
+    return base64.urlsafe_b64encode(last).decode().rstrip("=")
+
+
+def _policy(session: Any, project: Project, key: str) -> AuditPolicy:
+    """A policy by id (ASCII digits) or name; an id beyond :data:`MAX_ID`, or other
+    digits (names are never only digits), is no policy."""
+    if key.isascii() and key.isdigit():
+        number = int(key)
+        if number <= MAX_ID:
+            return audits.get_policy(session, project, number)
+    elif not key.isdigit():
+        return audits.get_policy(session, project, key)
+    raise NotFound(f"project {project.name} has no audit policy {key!r}")
+
+
+# ------------------------------------------------------------------------------ links
+def _link(op: str, body: dict[str, str] | None = None, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation ``op``: its path parameters (``project_id=``)
+    and the fields of its body (merged into the rest of the body) from runtime
+    expressions."""
+    link: dict[str, Any] = {"operationId": op}
+    if parameters:
+        link["parameters"] = {f"path.{k}": v for k, v in parameters.items()}
+    if body:
+        link["requestBody"] = body
+    return link
+
+
+_PROJECT = "$request.path.project_id"
+
+
+def _item_links(item_id: str) -> dict[str, Any]:
+    """Links from a response that names an item (at ``item_id``) to its writes."""
+    return {
+        "SubmitAnnotation": _link("submit_annotation", {"item_id": item_id}, project_id=_PROJECT),
+        "SetGold": _link("set_gold", {"item_id": item_id}, project_id=_PROJECT),
+        "AddPrediction": _link("add_prediction", {"item_id": item_id}, project_id=_PROJECT),
+        "SkipItem": _link("work_skip", project_id=_PROJECT, item_id=item_id),
+    }
+
+
+def _policy_links(policy: str) -> dict[str, Any]:
+    """Links from a response that names a policy (at ``policy``) to its routes."""
+    return {
+        name: _link(op, project_id=_PROJECT, policy=policy)
+        for name, op in (
+            ("GetPolicy", "get_policy"),
+            ("PolicyTrend", "policy_trend"),
+            ("UpdatePolicy", "update_policy"),
+            ("RunPolicyNow", "run_policy_now"),
+        )
+    }
+
+
+def _run_links(run_id: str) -> dict[str, Any]:
+    """Links from a response that names a run (at ``run_id``) to its routes."""
+    return {
+        name: _link(op, run_id=run_id)
+        for name, op in (
+            ("GetRun", "get_run"),
+            ("GetReport", "get_report"),
+            ("CloseRun", "close_run"),
+        )
+    }
+
+
+def _project_links(project_id: str) -> dict[str, Any]:
+    """Links from a response that names a project (at ``project_id``) to its routes."""
+    ops = (
+        "get_project",
+        "list_items",
+        "create_items",
+        "work_next",
+        "list_gold",
+        "list_policies",
+        "create_policy",
+        "list_runs",
+        "export",
+    )
+    return {op.title().replace("_", ""): _link(op, project_id=project_id) for op in ops}
 
 
 def _project_out(session: Any, actor: Any, p: Project, counts: bool = False) -> ProjectOut:
@@ -92,7 +287,23 @@ def _created(idem: Any, body: Any, status: int = 201) -> JSONResponse:
     return JSONResponse(data, status_code=status)
 
 
-@router.get("/me", tags=["accounts"])
+@router.get(
+    "/me",
+    tags=["accounts"],
+    responses={
+        200: {
+            "description": "The caller",
+            "links": {
+                **_project_links("$response.body#/token_project_id"),
+                "SubmitAnnotationAsMe": _link(
+                    "submit_annotation",
+                    {"annotator_id": "$response.body#/user_id"},
+                    project_id="$response.body#/token_project_id",
+                ),
+            },
+        }
+    },
+)
 def me(actor: CurrentActor) -> Me:
     """Who the credential stands for."""
     return Me(
@@ -105,14 +316,20 @@ def me(actor: CurrentActor) -> Me:
 
 
 # ---------------------------------------------------------------------------- projects
-@router.get("/projects", tags=["projects"])
+@router.get(
+    "/projects",
+    tags=["projects"],
+    responses={
+        200: {"description": "The projects", "links": _project_links("$response.body#/0/id")}
+    },
+)
 def list_projects(session: SessionDep, actor: CurrentActor) -> list[ProjectOut]:
     """Projects the caller holds a role in (every project for administrators)."""
     return [_project_out(session, actor, p) for p in queries.visible_projects(session, actor=actor)]
 
 
 @router.get("/projects/{project_id}", tags=["projects"])
-def get_project(project_id: int, session: SessionDep, actor: CurrentActor) -> ProjectOut:
+def get_project(project_id: ProjectId, session: SessionDep, actor: CurrentActor) -> ProjectOut:
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.PROJECT_READ
     )
@@ -120,37 +337,29 @@ def get_project(project_id: int, session: SessionDep, actor: CurrentActor) -> Pr
 
 
 # ------------------------------------------------------------------------------- items
-@router.get("/projects/{project_id}/items", tags=["items"])
+@router.get(
+    "/projects/{project_id}/items",
+    tags=["items"],
+    responses={
+        200: {"description": "A page of items", "links": _item_links("$response.body#/items/0/id")}
+    },
+)
 def list_items(
-    project_id: int,
+    project_id: ProjectId,
     session: SessionDep,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    external_id: Annotated[str | None, Query(max_length=500)] = None,
-    tag: Annotated[str | None, Query(max_length=200)] = None,
-    segment: Annotated[
-        list[str] | None,
-        Query(description="key=value; repeat for several (all must match)", max_length=300),
-    ] = None,
+    cursor: Cursor = None,
+    external_id: Annotated[QueryIdentifier | None, Query(max_length=500)] = None,
+    tag: Annotated[QueryIdentifier | None, Query(max_length=100)] = None,
+    segment: SegmentFilters = None,
     has_gold: bool | None = None,
 ) -> Page[ItemOut]:
     """Items by id, with filters and keyset (cursor) pagination."""
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.PROJECT_READ
     )
-    pairs = []
-    for s in segment or []:
-        key, sep, value = s.partition("=")
-        if not sep or not key:
-            from labelloop.errors import ValidationFailed
-            from labelloop.projects.validation import Violation
-
-            raise ValidationFailed(
-                "segment filters are key=value",
-                [Violation("segment", "format", f"expected key=value, got {s!r}")],
-            )
-        pairs.append((key, value))
+    pairs = tuple((key, value) for key, _, value in (s.partition("=") for s in segment or []))
     if has_gold is not None:  # gold labels are hidden checks
         queries.project_for(
             session, actor=actor, project_id=p.id, permission=Permission.DATA_EXPORT
@@ -159,11 +368,11 @@ def list_items(
         session,
         actor=actor,
         project=p,
-        filters=queries.ItemFilter(external_id, tag, tuple(pairs), has_gold),
+        filters=queries.ItemFilter(external_id, tag, pairs, has_gold),
         limit=limit,
-        cursor=cursor,
+        cursor=_after(cursor),
     )
-    return Page[ItemOut](items=[_item_out(i) for i in items], next_cursor=nxt)
+    return Page[ItemOut](items=[_item_out(i) for i in items], next_cursor=_next_cursor(nxt))
 
 
 # ------------------------------------------------------------------------- annotations
@@ -174,42 +383,82 @@ def list_items(
     responses=WRITE_ERRORS,
 )
 def submit_annotation(
-    project_id: int,
+    project_id: ProjectId,
     body: AnnotationIn,
     idem: IdempotencyDep,
     session: SessionDep,
     actor: CurrentActor,
 ) -> AnnotationOut:
-    """Submit (or, with the same ``external_key``, resubmit) an annotation. The label is
-    validated against the project's schema; errors answer 422 with one detail per
-    violation and its field path (``value``, ``attributes.severity``, ...)."""
-    p = projects.get_project(session, project_id)
-    annotator = body.annotator_id if body.annotator_id is not None else actor.user_id
-    if annotator is None:
-        from labelloop.errors import ValidationFailed
-        from labelloop.projects.validation import Violation
-
-        raise ValidationFailed(
-            "annotator_id is required for this caller",
-            [Violation("annotator_id", "required", "give the annotator's user id")],
-        )
-    a: Annotation = projects.submit_annotation(
+    """Annotators submit the label of the item the queue served them
+    (`POST .../work/next`), under the queue's rules: one vote per item, the server's
+    clock for `submitted_at` and its measure of active time (409 when the item is not
+    leased to them or already done; 422 when they send fields only leads may set).
+    Callers who may import (leads) record an annotation as given instead: for any
+    annotator of the project (`annotator_id`), with its own times, and with the same
+    `external_key` a resubmission updates it. The label is validated against the
+    project's schema; errors answer 422 with one detail per violation and its field
+    path (``value``, ``attributes.severity``, ...)."""
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
+    a: Annotation = workbench.submit_from_api(
         session,
         actor=actor,
         project=p,
         item_id=body.item_id,
-        annotator_id=annotator,
         value=body.value,
         attributes=body.attributes,
-        started_at=body.started_at,
-        submitted_at=body.submitted_at,
         active_seconds=body.active_seconds,
-        guideline_version=body.guideline_version,
-        source="api",
-        external_key=body.external_key,
+        uncertain=body.uncertain,
+        uncertain_reason=body.uncertain_reason,
+        recorded={f: getattr(body, f) for f in workbench.RECORD_ONLY},
     )
     out = AnnotationOut.model_validate(a)
     return _created(idem, out)  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------- queue
+@router.post(
+    "/projects/{project_id}/work/next",
+    tags=["annotations"],
+    responses={
+        **WRITE_ERRORS,
+        200: {
+            "description": "The leased item",
+            "links": _item_links("$response.body#/item/item_id"),
+        },
+    },
+)
+def work_next(
+    project_id: ProjectId, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
+) -> WorkNextOut:
+    """The item the caller should label now, leased to them (the same one again until
+    they submit or skip it), and their queue counts; `item` is null when their queue is
+    empty. The view is blind: payload and context only."""
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
+    work, status = workbench.work_view(session, actor=actor, project=p)
+    out = WorkNextOut(
+        item=None if work is None else WorkItemOut.model_validate(work, from_attributes=True),
+        status=QueueStatusOut.model_validate(status, from_attributes=True),
+    )
+    return _created(idem, out, 200)  # type: ignore[return-value]
+
+
+@router.post(
+    "/projects/{project_id}/work/{item_id}/skip", tags=["annotations"], responses=WRITE_ERRORS
+)
+def work_skip(
+    project_id: ProjectId,
+    item_id: ItemId,
+    body: SkipIn,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
+) -> SkipOut:
+    """Skip the item the queue served the caller, with a reason; it is not offered to
+    them again (409 when it is not leased to them)."""
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
+    record = workbench.skip(session, actor=actor, project=p, item_id=item_id, reason=body.reason)
+    out = SkipOut(item_id=record.item_id, reason=record.reason, created_at=record.created_at)
+    return _created(idem, out, 200)  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------- gold labels
@@ -227,26 +476,34 @@ def _gold_out(g: GoldLabel, external_id: str | None = None) -> GoldOut:
 
 @router.get("/projects/{project_id}/gold", tags=["gold labels"])
 def list_gold(
-    project_id: int,
+    project_id: ProjectId,
     session: SessionDep,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Cursor = None,
 ) -> Page[GoldOut]:
     """Gold labels (hidden checks: leads and model accounts only)."""
-    p = projects.get_project(session, project_id)
-    rows, nxt = queries.gold_labels(session, actor=actor, project=p, limit=limit, cursor=cursor)
-    return Page[GoldOut](items=[_gold_out(g, ext) for g, ext in rows], next_cursor=nxt)
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
+    rows, nxt = queries.gold_labels(
+        session, actor=actor, project=p, limit=limit, cursor=_after(cursor)
+    )
+    return Page[GoldOut](
+        items=[_gold_out(g, ext) for g, ext in rows], next_cursor=_next_cursor(nxt)
+    )
 
 
 @router.post(
     "/projects/{project_id}/gold", tags=["gold labels"], status_code=201, responses=WRITE_ERRORS
 )
 def set_gold(
-    project_id: int, body: GoldIn, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
+    project_id: ProjectId,
+    body: GoldIn,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
 ) -> GoldOut:
     """Set (or replace) the gold label of an item."""
-    p = projects.get_project(session, project_id)
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
     g = projects.set_gold(
         session,
         actor=actor,
@@ -267,14 +524,14 @@ def set_gold(
     responses=WRITE_ERRORS,
 )
 def add_prediction(
-    project_id: int,
+    project_id: ProjectId,
     body: PredictionIn,
     idem: IdempotencyDep,
     session: SessionDep,
     actor: CurrentActor,
 ) -> PredictionOut:
     """Store (or replace) a model's prediction for an item (model accounts, leads)."""
-    p = projects.get_project(session, project_id)
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
     pred: Prediction = projects.add_prediction(
         session,
         actor=actor,
@@ -324,50 +581,84 @@ def _run_out(session: Any, run: AuditRun, notes: list[str] | None = None) -> Run
     )
 
 
-@router.get("/projects/{project_id}/audit-policies", tags=["audits"])
-def list_policies(project_id: int, session: SessionDep, actor: CurrentActor) -> list[PolicyOut]:
-    p = projects.get_project(session, project_id)
+@router.get(
+    "/projects/{project_id}/audit-policies",
+    tags=["audits"],
+    responses={
+        200: {"description": "The policies", "links": _policy_links("$response.body#/0/id")}
+    },
+)
+def list_policies(
+    project_id: ProjectId, session: SessionDep, actor: CurrentActor
+) -> list[PolicyOut]:
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
     return [_policy_out(session, x) for x in queries.policies_of(session, actor=actor, project=p)]
 
 
-@router.get("/projects/{project_id}/audit-policies/{policy}", tags=["audits"])
-def get_policy(project_id: int, policy: str, session: SessionDep, actor: CurrentActor) -> PolicyOut:
+@router.get(
+    "/projects/{project_id}/audit-policies/{policy}",
+    tags=["audits"],
+    responses={
+        200: {
+            "description": "The policy",
+            "links": {
+                "RunPolicyNow": _link(
+                    "run_policy_now", project_id=_PROJECT, policy="$response.body#/id"
+                ),
+                "LastRun": _link("get_run", run_id="$response.body#/last_run_id"),
+            },
+        }
+    },
+)
+def get_policy(
+    project_id: ProjectId, policy: PolicyKey, session: SessionDep, actor: CurrentActor
+) -> PolicyOut:
     """One audit policy, by id or name."""
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_REVIEW
     )
-    return _policy_out(session, audits.get_policy(session, p, policy))
+    return _policy_out(session, _policy(session, p, policy))
 
 
 @router.get("/projects/{project_id}/audit-policies/{policy}/trend", tags=["audits"])
 def policy_trend(
-    project_id: int, policy: str, session: SessionDep, actor: CurrentActor
+    project_id: ProjectId, policy: PolicyKey, session: SessionDep, actor: CurrentActor
 ) -> list[dict[str, Any]]:
     """Per closed cycle of the policy: error rate, alpha, gold accuracy and coverage with
     their intervals, and whether each changed significantly from the cycle before."""
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_REVIEW
     )
-    rows: list[dict[str, Any]] = queries.as_json(
-        audits.trend(session, audits.get_policy(session, p, policy))
-    )
+    rows: list[dict[str, Any]] = queries.as_json(audits.trend(session, _policy(session, p, policy)))
     return rows
 
 
-@router.get("/projects/{project_id}/audit-runs", tags=["audits"])
-def list_runs(project_id: int, session: SessionDep, actor: CurrentActor) -> list[RunOut]:
-    p = projects.get_project(session, project_id)
+@router.get(
+    "/projects/{project_id}/audit-runs",
+    tags=["audits"],
+    responses={200: {"description": "The runs", "links": _run_links("$response.body#/0/id")}},
+)
+def list_runs(project_id: ProjectId, session: SessionDep, actor: CurrentActor) -> list[RunOut]:
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
     return [_run_out(session, r) for r in queries.runs_of_project(session, actor=actor, project=p)]
 
 
-@router.get("/audit-runs/{run_id}", tags=["audits"])
-def get_run(run_id: int, session: SessionDep, actor: CurrentActor) -> RunOut:
+@router.get(
+    "/audit-runs/{run_id}",
+    tags=["audits"],
+    responses={200: {"description": "The run", "links": _run_links("$response.body#/id")}},
+)
+def get_run(run_id: RunId, session: SessionDep, actor: CurrentActor) -> RunOut:
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_REVIEW)
     return _run_out(session, run)
 
 
-@router.get("/audit-runs/{run_id}/report", tags=["audits"])
-def get_report(run_id: int, session: SessionDep, actor: CurrentActor) -> dict[str, Any]:
+@router.get(
+    "/audit-runs/{run_id}/report",
+    tags=["audits"],
+    responses={409: {"model": ErrorResponse, "description": "The run has no report yet"}},
+)
+def get_report(run_id: RunId, session: SessionDep, actor: CurrentActor) -> dict[str, Any]:
     """The stored JSON report of a closed run (leads)."""
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_MANAGE)
     if not run.report:
@@ -391,29 +682,44 @@ def _spec_violations(
     return ValidationFailed(f"{message}: " + "; ".join(str(v) for v in problems[:10]), problems)
 
 
-_ITEM_SCHEMA = ItemIn.model_json_schema()
-ITEMS_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        _ITEM_SCHEMA,
-                        {
-                            "title": "ItemsIn",
-                            "type": "object",
-                            "properties": {
-                                "items": {"type": "array", "items": _ITEM_SCHEMA, "maxItems": 1000}
-                            },
-                            "required": ["items"],
-                            "additionalProperties": False,
-                        },
-                    ]
-                }
-            }
-        },
-    }
+#: The body of ``POST .../items``: one item or a batch (validated in the route, so that
+#: error paths read ``items.0.payload``, not a union member's name).
+ItemsBody = Annotated[
+    dict[str, Any], Body(), PlainValidator(check_object, json_schema_input_type=ItemIn | ItemsIn)
+]
+
+
+def _repeats(raw: Any) -> list[Violation]:
+    """External ids repeated within a batch (as :func:`projects.add_items` reports
+    them), for a batch that also has other errors."""
+    seen: dict[str, int] = {}
+    out = []
+    for n, item in enumerate(raw if isinstance(raw, list) else []):
+        ext = item.get("external_id") if isinstance(item, dict) else None
+        if not isinstance(ext, str) or not ext:
+            continue
+        if ext in seen:
+            out.append(
+                Violation(
+                    f"items.{n}.external_id",
+                    "duplicate",
+                    f"{ext!r} repeats item {seen[ext]} of this request",
+                )
+            )
+        else:
+            seen[ext] = n
+    return out
+
+
+def _item_index(v: Violation) -> int:
+    head, _, rest = v.field.partition(".")
+    index = rest.split(".", 1)[0]
+    return int(index) if head == "items" and index.isdigit() else -1
+
+
+_ITEMS_CREATED = {
+    "model": ItemsCreated,
+    "links": _item_links("$response.body#/items/0/id"),
 }
 
 
@@ -421,12 +727,15 @@ ITEMS_BODY: dict[str, Any] = {
     "/projects/{project_id}/items",
     tags=["items"],
     status_code=201,
-    responses=WRITE_ERRORS,
-    openapi_extra=ITEMS_BODY,
+    responses={
+        **WRITE_ERRORS,
+        201: {**_ITEMS_CREATED, "description": "Items were added"},
+        200: {**_ITEMS_CREATED, "description": "Nothing was added: every item existed"},
+    },
 )
 def create_items(
-    project_id: int,
-    body: Annotated[dict[str, Any], Body()],
+    project_id: ProjectId,
+    body: ItemsBody,
     idem: IdempotencyDep,
     session: SessionDep,
     actor: CurrentActor,
@@ -434,13 +743,22 @@ def create_items(
     """Add one item (an item object) or a batch (``{"items": [...]}``, at most 1000), all
     or nothing. Idempotent on ``external_id``: an item that already exists with the same
     content is returned (counted in ``existing``) and nothing is written; one whose
-    content differs is a 409. Answers 201 when anything was added, else 200."""
-    p = projects.get_project(session, project_id)
-    try:  # validated here, so error paths read ``items.0.payload``, not the union's name
+    content differs is a 409; an external id repeated within a batch is a 422. Answers
+    201 when anything was added, else 200."""
+    # the permission before the content: a caller who may not import learns nothing more
+    p = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.DATA_IMPORT
+    )
+    try:
         batch = ItemsIn.model_validate(body) if "items" in body else None
         given = batch.items if batch is not None else [ItemIn.model_validate(body)]
     except ValidationError as exc:
-        raise _spec_violations(exc, None, "the items are not valid") from None
+        failed = _spec_violations(exc, None, "the items are not valid")
+        if "items" in body:  # every problem at once, in item order
+            failed.violations = sorted(
+                [*failed.violations, *_repeats(body["items"])], key=_item_index
+            )
+        raise failed from None
     rows = projects.add_items(
         session,
         actor=actor,
@@ -464,23 +782,47 @@ def create_items(
 
 
 # ------------------------------------------------------------------------ policy writes
+#: The body of ``POST .../audit-policies`` (validated in the route, after the permission).
+PolicyBody = Annotated[
+    dict[str, Any], Body(), PlainValidator(check_object, json_schema_input_type=PolicyIn)
+]
 
 
 @router.post(
     "/projects/{project_id}/audit-policies",
     tags=["audits"],
     status_code=201,
-    responses=WRITE_ERRORS,
+    responses={
+        **WRITE_ERRORS,
+        201: {
+            "description": "The policy",
+            "links": {
+                **_policy_links("$response.body#/id"),
+                "GetPolicyByName": _link(
+                    "get_policy", project_id=_PROJECT, policy="$response.body#/name"
+                ),
+            },
+        },
+    },
 )
 def create_policy(
-    project_id: int, body: PolicyIn, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
+    project_id: ProjectId,
+    body: PolicyBody,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
 ) -> PolicyOut:
-    """Create an audit policy (409 when the name is taken)."""
+    """Create an audit policy (409 when the name is taken; 422 naming the field for
+    invalid settings, and for reviewers who do not exist or may not review)."""
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
     )
+    try:  # after the permission: a caller who may not manage audits learns nothing more
+        new = PolicyIn.model_validate(body)
+    except ValidationError as exc:
+        raise _spec_violations(exc, None) from None
     policy = audits.create_policy(
-        session, actor=actor, project=p, name=body.name, spec=body.spec, active=body.active
+        session, actor=actor, project=p, name=new.name, spec=new.spec, active=new.active
     )
     return _created(idem, _policy_out(session, policy))  # type: ignore[return-value]
 
@@ -489,8 +831,8 @@ def create_policy(
     "/projects/{project_id}/audit-policies/{policy}", tags=["audits"], responses=WRITE_ERRORS
 )
 def update_policy(
-    project_id: int,
-    policy: str,
+    project_id: ProjectId,
+    policy: PolicyKey,
     body: PolicyPatch,
     idem: IdempotencyDep,
     session: SessionDep,
@@ -502,10 +844,10 @@ def update_policy(
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
     )
-    x = audits.get_policy(session, p, policy)
+    x = _policy(session, p, policy)
     if body.spec is not None:
         try:
-            spec = PolicySpec.model_validate({**x.spec, **body.spec})
+            spec = PolicySpecIn.model_validate({**x.spec, **body.spec})
         except ValidationError as exc:
             raise _spec_violations(exc, "spec") from None
         audits.update_policy(session, actor=actor, policy=x, spec=spec)
@@ -514,14 +856,25 @@ def update_policy(
     return _created(idem, _policy_out(session, x), 200)  # type: ignore[return-value]
 
 
+_RUN_OPENED = {"model": RunOut, "links": _run_links("$response.body#/id")}
+
+
 @router.post(
     "/projects/{project_id}/audit-policies/{policy}/runs",
     tags=["audits"],
     status_code=201,
-    responses=WRITE_ERRORS,
+    responses={
+        **WRITE_ERRORS,
+        201: {**_RUN_OPENED, "description": "The run, opened now"},
+        200: {**_RUN_OPENED, "description": "The run of this window, opened before"},
+    },
 )
 def run_policy_now(
-    project_id: int, policy: str, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
+    project_id: ProjectId,
+    policy: PolicyKey,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
 ) -> RunOut:
     """Open a run now, for the window since the previous run (or the policy's last
     ``window_days``) up to now: the sample is drawn, frozen and assigned. 422 when
@@ -529,14 +882,24 @@ def run_policy_now(
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
     )
-    res = audits.run_now(session, actor=actor, policy=audits.get_policy(session, p, policy))
+    res = audits.run_now(session, actor=actor, policy=_policy(session, p, policy))
     out = _run_out(session, res.run, res.notes)
     return _created(idem, out, 201 if res.created else 200)  # type: ignore[return-value]
 
 
-@router.post("/audit-runs/{run_id}/close", tags=["audits"], responses=WRITE_ERRORS)
+@router.post(
+    "/audit-runs/{run_id}/close",
+    tags=["audits"],
+    responses={
+        **WRITE_ERRORS,
+        200: {
+            "description": "The closed run",
+            "links": {"GetReport": _link("get_report", run_id="$response.body#/id")},
+        },
+    },
+)
 def close_run(
-    run_id: int,
+    run_id: RunId,
     idem: IdempotencyDep,
     session: SessionDep,
     actor: CurrentActor,
@@ -562,17 +925,19 @@ def close_run(
     responses={200: {"description": "The export file, as an attachment."}},
 )
 def export(
-    project_id: int,
+    project_id: ProjectId,
     session: SessionDep,
     actor: CurrentActor,
     format: Annotated[
         ExportFormatParam,
         Query(description="csv, jsonl, parquet (long form) or label-studio (JSON)."),
     ] = "csv",
+    raw: Annotated[bool, Query(description=RAW_DESCRIPTION)] = False,
 ) -> FileResponse:
     """Download the project's annotations, gold labels and (Label Studio) predictions
-    (``data.export``: leads and model accounts). Recorded as an ``export.file`` event."""
+    (``data.export``: leads and model accounts). CSV cells a spreadsheet would run as
+    formulas are escaped unless ``raw``. Recorded as an ``export.file`` event."""
     p = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.DATA_EXPORT
     )
-    return export_response(session, actor=actor, project=p, format=format)
+    return export_response(session, actor=actor, project=p, format=format, raw=raw)

@@ -30,7 +30,7 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; fram
 def audit_runs(
     request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
-    project = projects.get_project(session, project_id)
+    project = queries.visible_project(session, actor=actor, project_id=project_id)
     runs = queries.runs_of_project(session, actor=actor, project=project)
     policies = {p.id: p for p in queries.policies_of(session, actor=actor, project=project)}
     rows = [
@@ -54,7 +54,7 @@ def audit_run(
 ) -> Response:
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_REVIEW)
     project = projects.get_project(session, run.project_id)
-    mine = len(audits.review_queue(session, actor=actor, run=run)) if run.status == "open" else 0
+    mine = audits.queue_length(session, actor=actor, run=run) if run.status == "open" else 0
     return render(
         request,
         "audit_run.html",
@@ -86,13 +86,15 @@ def _queue_context(
 ) -> dict[str, Any]:
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_REVIEW)
     project = projects.get_project(session, run.project_id)
-    entries = audits.review_queue(session, actor=actor, run=run) if run.status == "open" else []
+    is_open = run.status == "open"
+    # only the next item is loaded; the queue's order is the service's (see queue_keys)
+    entries = audits.review_queue(session, actor=actor, run=run, limit=1) if is_open else []
     schema = projects.schema_of(project)
     return {
         "project": project,
         "run": run,
         "entry": entries[0] if entries else None,
-        "remaining": len(entries),
+        "remaining": audits.queue_length(session, actor=actor, run=run) if is_open else 0,
         "progress": audits.progress(session, run),
         "blind": bool(run.policy_snapshot.get("blind", True)),
         "labels": schema.label_names,

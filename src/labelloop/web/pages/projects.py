@@ -46,7 +46,7 @@ def project_list(
 def project_overview(
     request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
-    project = projects.get_project(session, project_id)
+    project = queries.visible_project(session, actor=actor, project_id=project_id)
     snap, freshness = analytics.current_snapshot(session, actor=actor, project=project)
     totals, dashboard = _dashboard(request, project, snap)
     return render(
@@ -97,6 +97,6 @@ def refresh_dashboard(
     request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
     """Recompute the project's dashboard now (leads), then show it."""
-    project = projects.get_project(session, project_id)
+    project = queries.visible_project(session, actor=actor, project_id=project_id)
     analytics.refresh_snapshot(session, actor=actor, project=project)
     return RedirectResponse(f"/projects/{project.id}", status_code=303)

@@ -28,14 +28,18 @@ from labelloop.projects.exporter import EXPORT_FORMATS, export_project
 from labelloop.projects.importer import MAX_ISSUES, import_file
 from labelloop.projects.models import Project
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
+from labelloop.web.deps import (
+    CurrentActor,
+    CurrentUser,
+    SessionDep,
+    TransactionRoute,
+    before_body,
+)
 from labelloop.web.templating import render
 
 router = APIRouter(route_class=TransactionRoute)
 
 IMPORT_FORMATS = ("auto", "label-studio", "cvat", "prodigy", "doccano", "csv", "jsonl", "parquet")
-#: The largest upload accepted (bytes); larger ones get 413.
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 _CHUNK = 1 << 20
 
 #: Export format -> (file extension, content type).
@@ -46,6 +50,12 @@ EXPORT_TYPES: dict[str, tuple[str, str]] = {
     "label-studio": ("json", "application/json"),
 }
 ExportFormatParam = Literal["csv", "jsonl", "parquet", "label-studio"]
+#: The ``raw`` query parameter of the export downloads (page and API).
+RAW_DESCRIPTION = (
+    "CSV only: write cells exactly as stored. By default a text cell starting with "
+    "= + - @ tab or CR gets a leading ' so spreadsheets do not run it as a formula "
+    "(labelloop import removes it again)."
+)
 
 #: Column-mapping fields of the upload form -> TabularOptions arguments.
 COLUMN_FIELDS = {
@@ -86,7 +96,7 @@ def _import_page(
         "project": project,
         "formats": IMPORT_FORMATS,
         "batches": projects.import_batches(session, actor=actor, project=project),
-        "max_mb": MAX_UPLOAD_BYTES // (1024 * 1024),
+        "max_mb": _upload_limit(request) // (1024 * 1024),
         "column_fields": COLUMN_FIELDS,
         "values": {},
         "summary": None,
@@ -126,14 +136,20 @@ def _problem_rows(exc: ImportFailed | ValidationFailed, tmp: str) -> list[dict[s
     return rows
 
 
-def _store_upload(upload: UploadFile, target: Path) -> int:
-    """Copy the upload to ``target`` in chunks; refuses more than MAX_UPLOAD_BYTES."""
+def _upload_limit(request: Request) -> int:
+    """The largest file accepted (``Settings.max_upload_bytes``); the body as a whole is
+    also counted as it arrives (:mod:`labelloop.web.limits`)."""
+    return int(request.app.state.settings.max_upload_bytes)
+
+
+def _store_upload(upload: UploadFile, target: Path, limit: int) -> int:
+    """Copy the upload to ``target`` in chunks; refuses more than ``limit`` bytes."""
     size = 0
     upload.file.seek(0)
     with target.open("wb") as out:
         while chunk := upload.file.read(_CHUNK):
             size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
+            if size > limit:
                 raise UploadTooLarge
             out.write(chunk)
     return size
@@ -149,7 +165,16 @@ def imports_page(
     return _import_page(request, session, actor, project)
 
 
+def _may_import(session: Session, actor: Actor, params: dict[str, Any]) -> None:
+    """Checked before an upload's body is read: only callers who may import into the
+    project get to send one (anyone else is refused before a byte is stored)."""
+    queries.project_for(
+        session, actor=actor, project_id=params["project_id"], permission=Permission.DATA_IMPORT
+    )
+
+
 @router.post("/projects/{project_id}/imports")
+@before_body(_may_import)
 def upload_import(
     request: Request,
     project_id: int,
@@ -193,13 +218,11 @@ def upload_import(
         return refused("choose a file to upload")
     if format not in IMPORT_FORMATS:
         return refused(f"format: {format!r} is not one of {', '.join(IMPORT_FORMATS)}")
+    limit = _upload_limit(request)
     too_large = (
         f"{file.filename}: the file is larger than the upload limit of "
-        f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB; import it with `labelloop import` instead"
+        f"{limit // (1024 * 1024)} MB; import it with `labelloop import` instead"
     )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + _CHUNK:
-        return refused(too_large, 413)
     mapping: dict[str, Any] = {COLUMN_FIELDS[k]: v.strip() for k, v in given.items() if v.strip()}
     options = None
     if mapping:
@@ -209,7 +232,7 @@ def upload_import(
     with tempfile.TemporaryDirectory(prefix="labelloop-upload-") as tmp:
         path = Path(tmp) / _safe_name(file.filename)
         try:
-            _store_upload(file, path)
+            _store_upload(file, path, limit)
         except UploadTooLarge:
             return refused(too_large, 413)
         try:
@@ -234,17 +257,21 @@ def upload_import(
 
 # ---------------------------------------------------------------------------- exports
 def export_response(
-    session: Session, *, actor: Actor, project: Project, format: str
+    session: Session, *, actor: Actor, project: Project, format: str, raw: bool = False
 ) -> FileResponse:
     """Write the export to a temporary file and answer it as an attachment named
-    ``<project>-<UTC time>.<ext>``; the file is removed once sent."""
+    ``<project>-<UTC time>.<ext>``; the file is removed once sent. CSV cells that a
+    spreadsheet would run as formulas are escaped unless ``raw`` (the ``raw`` query
+    parameter of the page and API routes)."""
     from labelloop.store.base import utcnow
 
     ext, media_type = EXPORT_TYPES.get(format, ("bin", "application/octet-stream"))
     name = f"{_slug(project.name)}-{utcnow():%Y%m%d-%H%M%S}.{ext}"
     tmp = Path(tempfile.mkdtemp(prefix="labelloop-export-"))
     try:
-        export_project(session, actor=actor, project=project, format=format, path=tmp / name)
+        export_project(
+            session, actor=actor, project=project, format=format, path=tmp / name, raw=raw
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -278,8 +305,9 @@ def export_download(
     actor: CurrentActor,
     user: CurrentUser,
     format: Annotated[ExportFormatParam, Query()] = "csv",
+    raw: Annotated[bool, Query(description=RAW_DESCRIPTION)] = False,
 ) -> FileResponse:
     project = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.DATA_EXPORT
     )
-    return export_response(session, actor=actor, project=project, format=format)
+    return export_response(session, actor=actor, project=project, format=format, raw=raw)

@@ -26,6 +26,7 @@ from labelloop.projects import service as projects
 from labelloop.projects.models import Project
 from labelloop.projects.schemas import LabelSchema, Rule
 from labelloop.projects.validation import Violation
+from labelloop.web import queries
 from labelloop.web.app import PAGE_CSP
 from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
 from labelloop.web.errors import details_of
@@ -302,7 +303,7 @@ def _done(request: Request, project_id: int, message: str) -> Response:
 def work_page(
     request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
-    project = projects.get_project(session, project_id)
+    project = queries.visible_project(session, actor=actor, project_id=project_id)
     return _page(request, session, actor, project)
 
 
@@ -316,7 +317,7 @@ def submit_label(
     user: CurrentUser,
     form: FormDep,
 ) -> Response:
-    project = projects.get_project(session, project_id)
+    project = queries.visible_project(session, actor=actor, project_id=project_id)
     schema = projects.schema_of(project)
     try:
         value = _value(schema, form)
@@ -362,7 +363,7 @@ def skip_item(
     user: CurrentUser,
     form: FormDep,
 ) -> Response:
-    project = projects.get_project(session, project_id)
+    project = queries.visible_project(session, actor=actor, project_id=project_id)
     try:
         workbench.skip(
             session,
