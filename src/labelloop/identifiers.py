@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+#: The largest record id anywhere (PostgreSQL ``integer`` columns are 32-bit; SQLite's
+#: 64-bit): one bound at every boundary makes both databases answer alike.
+MAX_ID = 2**31 - 1
+
 #: Account names that can sign in: ASCII letters and digits first, then letters,
 #: digits and ``. _ @ + -`` (so e-mail addresses work), at most 150 characters. The
 #: first character cannot start a spreadsheet formula (``= + - @``).
@@ -48,6 +52,7 @@ def normal_username(text: str) -> str:
 
 def login_key(text: str) -> str:
     """The one normal form of a typed username for sign-in and throttling: NFKC,
-    trimmed, case-folded. Every spelling that signs in as a user maps to that user's
-    key, so no spelling escapes the throttle."""
-    return normal_username(text).casefold()
+    trimmed, case-folded, then NFKC again (case folding can leave a string that is not
+    in NFKC, so only the second pass makes the key a fixed point). Every spelling that
+    signs in as a user maps to that user's key, so no spelling escapes the throttle."""
+    return unicodedata.normalize("NFKC", normal_username(text).casefold()).strip()

@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
 
     # -- the audit trail (see docs/security.md) -----------------------------------------
-    #: The key of the trail's HMAC chain. Unset: ``trail_key_file`` when it exists,
-    #: else a key derived from the secret key. Keep it outside the database.
+    #: The key of the trail's HMAC chain. Unset: the contents of ``trail_key_file`` when
+    #: that is set (an error when it cannot be read), else a key derived from the secret
+    #: key. Keep it outside the database.
     trail_key: str | None = Field(default=None, repr=False)
     trail_key_file: Path | None = None
     #: The append-only file that ``labelloop trail checkpoint`` (and the worker) append

@@ -3,7 +3,6 @@ account exists, and account names from a documented character set."""
 
 from __future__ import annotations
 
-import statistics
 import time
 import unicodedata
 
@@ -36,13 +35,14 @@ def test_inactive_and_password_less_accounts_do_not_sign_in(session) -> None:
     assert service.authenticate(session, "imported", "") is None
 
 
-def _median_seconds(fn, runs: int = 5) -> float:  # type: ignore[no-untyped-def]
+def _fastest_seconds(fn, runs: int = 5) -> float:  # type: ignore[no-untyped-def]
+    """The fastest of ``runs`` calls: the least disturbed by other work on the machine."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def test_unknown_names_cost_the_same_as_wrong_passwords(session) -> None:
@@ -51,9 +51,9 @@ def test_unknown_names_cost_the_same_as_wrong_passwords(session) -> None:
     service.create_user(session, actor=OPERATOR, username="known", password="pw-long-enough")
     service.create_user(session, actor=OPERATOR, username="no-password")
     service.authenticate(session, "nobody", "x")  # the dummy hash is made once, first
-    known = _median_seconds(lambda: service.authenticate(session, "known", "wrong-password"))
-    unknown = _median_seconds(lambda: service.authenticate(session, "nobody", "wrong-password"))
-    no_pw = _median_seconds(lambda: service.authenticate(session, "no-password", "wrong"))
+    known = _fastest_seconds(lambda: service.authenticate(session, "known", "wrong-password"))
+    unknown = _fastest_seconds(lambda: service.authenticate(session, "nobody", "wrong-password"))
+    no_pw = _fastest_seconds(lambda: service.authenticate(session, "no-password", "wrong"))
     for other in (unknown, no_pw):
         assert 1 / 3 < other / known < 3, (known, unknown, no_pw)
 

@@ -14,7 +14,8 @@ import labelloop.models  # noqa: F401  (registers every table for the row counts
 from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
-from labelloop.errors import Conflict, ImportFailed
+from labelloop.accounts.roles import Role
+from labelloop.errors import Conflict, ImportFailed, ValidationFailed
 from labelloop.formats import AnnotationRecord, GoldRecord, ItemRecord, Location
 from labelloop.projects.importer import MAX_ISSUES, UNKNOWN_ANNOTATOR, import_file, import_records
 from labelloop.projects.models import Annotation, GoldLabel, ImportBatch, Item, Project
@@ -83,7 +84,8 @@ def test_import_writes_rows_one_event_and_a_batch(
         imports[0].after["sha256"] == summary.sha256
         and imports[0].after["annotations_created"] == 4
     )
-    assert {e.action for e in events} == {"import.file", "user.create"}  # no event per created row
+    # no event per created row; new accounts and the roles they get are events
+    assert {e.action for e in events} == {"import.file", "user.create", "membership.grant"}
     flagged = session.scalars(select(Annotation.flags).where(Annotation.active_seconds == 1)).one()
     assert [f["code"] for f in flagged] == ["too_fast"]
     item = session.scalars(select(Item).where(Item.external_id == "t1")).one()
@@ -394,3 +396,25 @@ def test_import_batches_record_the_file(session: Session, project: Project, csv_
     assert (batch.filename, batch.sha256, batch.format) == ("labels.csv", summary.sha256, "csv")
     assert batch.counts["annotations_created"] == 4
     assert session.execute(text("select count(*) from import_batches")).scalar() == 1
+
+
+def test_a_lead_cannot_import_existing_accounts_into_the_project(
+    session: Session, project: Project, tmp_path: Path
+) -> None:
+    """A file naming an existing account with no annotating role in the project (an
+    outsider, an administrator, someone of another project) is refused for a lead:
+    an upload must not widen who may see the project. The operator (CLI) may."""
+    from labelloop.accounts.service import create_user, grant
+
+    create_user(session, actor=ACTOR, username="someone.else")
+    lead_user = create_user(session, actor=ACTOR, username="the.lead")
+    grant(session, actor=ACTOR, username="the.lead", project_id=project.id, role=Role.LEAD)
+    lead = Actor.for_user(lead_user.id, "the.lead")
+    path = tmp_path / "a.csv"
+    path.write_text("item_id,annotator,label\nx1,someone.else,billing\nx2,new.person,billing\n")
+    with pytest.raises(ValidationFailed, match=r"someone\.else"):
+        import_file(session, actor=lead, path=path, project="tickets")
+    summary = import_file(session, actor=ACTOR, path=path, project="tickets")
+    assert summary.annotations_created == 2
+    granted = session.scalars(select(Event).where(Event.action == "membership.grant")).all()
+    assert {e.after["username"] for e in granted} >= {"someone.else", "new.person"}

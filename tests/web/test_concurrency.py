@@ -8,6 +8,7 @@ one item answered 500 (unique violations). The same clients run against SQLite t
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -96,21 +97,22 @@ def test_concurrent_requests_never_answer_500(demo: Demo, tmp_path: Path) -> Non
 
         # 20 posts of one annotation by a lead with the same external_key: one row
         annotator = user_id(demo, ROLE_USERS["annotator"])
+        race = f"race-{uuid.uuid4().hex[:8]}"  # new keys on every run of the shared demo
         body = {
             "item_id": items[0],
             "value": "refund",
             "annotator_id": annotator,
-            "external_key": "race-1",
+            "external_key": race,
         }
         answers = _at_once(
             20, lambda n: post(f"/api/v1/projects/{project}/annotations", lead, body)
         )
         assert {r.status_code for r in answers} == {201}, [r.text for r in answers][:3]
-        assert count_rows(demo.url, Annotation, external_key="race-1") == 1
+        assert count_rows(demo.url, Annotation, external_key=race) == 1
 
         # 20 simultaneous creations of one item: created once, found 19 times
-        item = {"external_id": "race-item-1", "payload": {"text": "created at once"}}
+        item = {"external_id": f"{race}-item", "payload": {"text": "created at once"}}
         answers = _at_once(20, lambda n: post(f"/api/v1/projects/{project}/items", lead, item))
         by_status = Counter(r.status_code for r in answers)
         assert by_status == {201: 1, 200: 19}, (by_status, [r.text for r in answers][:3])
-        assert count_rows(demo.url, Item, external_id="race-item-1") == 1
+        assert count_rows(demo.url, Item, external_id=f"{race}-item") == 1

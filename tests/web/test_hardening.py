@@ -186,6 +186,12 @@ def test_outsiders_are_told_nothing_exists(clients: Clients, demo: Demo) -> None
         ids = (str(demo.project_id), str(demo.open_run_id), "999999")
         norm = [re.sub("|".join(ids), "N", r.text) for r in (a, b)]
         assert norm[0] == norm[1], existing
+    # a project addressed by a name (an upload's path, checked before its body) is never
+    # looked up by name: an existing name answers as a missing one, with no suggestion
+    for path in ("support-intent", "support-intents", "0", "99999999999"):
+        r = outsider.post(f"/projects/{path}/imports", data={"format": "auto"})
+        assert r.status_code == 404, (path, r.status_code)
+        assert f"no project with id {path}" in r.text and "did you mean" not in r.text
 
 
 def test_an_idempotent_replay_needs_a_valid_credential(api: TestClient, demo: Demo) -> None:
@@ -283,3 +289,35 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(demo: Demo, tmp_pat
         spoofed = "1.2.3.4, 198.51.100.7"
         assert _try(client, name, "wrong", **{"X-Forwarded-For": spoofed}) == 429
         assert _try(client, name, "wrong", **{"X-Forwarded-For": "198.51.100.8"}) == 200
+
+
+def test_a_burst_of_sign_ins_checks_at_most_the_limit(
+    demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempts are counted as they start, so 30 simultaneous wrong passwords for one
+    name check at most 5 passwords; the rest get 429 (the throttle, or the password
+    gate's short queue), and none waits on a server thread for long."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labelloop.accounts import service as accounts
+
+    checks = []
+    real = accounts.authenticate
+
+    def counted(*args: object, **kwargs: object) -> object:
+        checks.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(accounts, "authenticate", counted)
+    name = ROLE_USERS["mentor"]
+    with TestClient(create_app(make_settings(demo.url, tmp_path))) as client:
+        csrf = csrf_of(client.get("/login").text)
+        form = {"username": name, "password": "wrong", "csrf_token": csrf, "next": "/"}
+
+        def attempt(_: int) -> int:
+            return client.post("/login", data=form, follow_redirects=False).status_code
+
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            answers = list(pool.map(attempt, range(30)))
+    assert len(checks) <= 5, len(checks)
+    assert answers.count(200) == len(checks) and answers.count(429) == 30 - len(checks)

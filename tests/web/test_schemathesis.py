@@ -105,6 +105,8 @@ STATED_RULES: list[tuple[str, str | None, str]] = [
     ("PATCH /projects/{project_id}/audit-policies/{policy}", r"spec", r"risk_weights"),
     # a cron expression must name a real date ('0 0 30 2 *' never fires)
     ("*", r"(spec\.)?cadence", r"never fires"),
+    # flagging a label as uncertain needs a reason (the flag and its reason go together)
+    ("POST /projects/{project_id}/annotations", r"uncertain_reason", r"a reason is required"),
     # external ids are unique within a batch
     ("POST /projects/{project_id}/items", r"items\.\d+\.external_id", r"repeats item"),
     # an Idempotency-Key names one request: the same key with another body is a 422

@@ -522,3 +522,36 @@ def test_an_item_committed_late_is_found(session: Session, factories: ModuleType
     session.flush()
     wb.sync_open_items(session, team.project, 1)
     assert session.get(OpenItem, hidden) is not None
+
+
+def test_a_recording_cannot_replace_a_queue_vote(session: Session, factories: ModuleType) -> None:
+    """A lead recording an annotation as given for an annotator, without its own
+    external_key, would overwrite the vote the annotator cast in the queue: 409."""
+    from labelloop.projects import service as projects
+
+    team = make_team(session, factories, items=1, annotators=1, overlap=1)
+    (a,) = team.annotators
+    held = wb.next_item(session, actor=a, project=team.project, now=T0)
+    assert held is not None
+    vote = wb.submit(session, actor=a, project=team.project, item_id=held.item_id, value="billing")
+    assert a.user_id is not None
+    with pytest.raises(Conflict, match="cannot replace that vote"):
+        projects.submit_annotation(
+            session,
+            actor=team.lead,
+            project=team.project,
+            item_id=held.item_id,
+            annotator_id=a.user_id,
+            value="refund",
+        )
+    other = projects.submit_annotation(
+        session,
+        actor=team.lead,
+        project=team.project,
+        item_id=held.item_id,
+        annotator_id=a.user_id,
+        value="refund",
+        external_key="tool-42",
+    )
+    session.refresh(vote)
+    assert other.id != vote.id and vote.value == "billing" and vote.source == "workbench"

@@ -38,6 +38,19 @@ def require(
     raise PermissionDenied(f"{actor.name} may not {permission.value}{where}")
 
 
+def sees(session: Session, actor: Actor, project_id: int) -> bool:
+    """Whether the actor may know the project exists: administrators and system actors
+    see every project, a token only its own, a user those they hold a role in. Callers
+    answer everyone else as for a project that does not exist."""
+    if actor.system or actor.is_admin:
+        return True
+    if actor.user_id is None:
+        return False
+    if actor.scope_project_id is not None and actor.scope_project_id != project_id:
+        return False
+    return bool(roles_of(session, actor.user_id, project_id))
+
+
 def allowed(
     session: Session, actor: Actor, permission: Permission, *, project_id: int | None
 ) -> bool:

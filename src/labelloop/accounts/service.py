@@ -15,7 +15,7 @@ from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import Membership, User
 from labelloop.accounts.policy import require, require_admin
-from labelloop.accounts.roles import Permission, Role
+from labelloop.accounts.roles import Permission, Role, allows
 from labelloop.errors import Conflict, NotFound, ValidationFailed
 from labelloop.identifiers import USERNAME, USERNAME_RULE, login_key, normal_username, problem
 from labelloop.projects.validation import Violation
@@ -38,6 +38,12 @@ def check_password(user: User, password: str) -> bool:
         return _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def prepare_sign_in() -> None:
+    """Make the dummy hash now (a server calls this at start), so that not even the
+    first sign-in of an unknown name costs a second hash."""
+    _dummy_hash()
 
 
 @functools.cache
@@ -64,7 +70,10 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
         .limit(5)
     ).all()
     exact = [u for u in found if u.username == name]
-    user = exact[0] if exact else (found[0] if len(found) == 1 else None)
+    # accounts that differ only in letter case: the one that can sign in (imports
+    # create password-less accounts under any spelling their files use)
+    can = [u for u in found if u.password_hash]
+    user = exact[0] if exact else (can[0] if len(can) == 1 else None)
     stored = user.password_hash if user is not None and user.password_hash else None
     ok: bool
     try:
@@ -148,7 +157,13 @@ def ensure_users(
     session: Session, *, actor: Actor, usernames: set[str], project_id: int
 ) -> dict[str, int]:
     """Ids of the named users, creating password-less annotator accounts (with an
-    ``annotator`` membership in the project) for names not seen before. Used by imports."""
+    ``annotator`` membership in the project) for names not seen before. Used by imports.
+
+    An existing account becomes the project's annotator only through the operator (a
+    system actor: ``labelloop import``); for a user (a lead's upload) it must already
+    hold a role in the project that may annotate, else ValidationFailed names it, so an
+    import cannot draw outsiders, other projects' people or administrators into the
+    project. Every new membership is a ``membership.grant`` event."""
     found: dict[str, int] = {}
     names = sorted(usernames)
     bad = [(n, why) for n in names if (why := problem(n)) is not None]
@@ -183,19 +198,43 @@ def ensure_users(
             project_id=project_id,
             after=_public(user),
         )
-    have = set(
-        session.scalars(
-            select(Membership.user_id).where(
-                Membership.project_id == project_id, Membership.role == Role.ANNOTATOR.value
+    roles: dict[int, set[Role]] = {}
+    for uid, role in session.execute(
+        select(Membership.user_id, Membership.role).where(Membership.project_id == project_id)
+    ):
+        roles.setdefault(uid, set()).add(Role(role))
+    new_ids = {user.id for user in created}
+    if not actor.system:
+        strangers = [
+            n
+            for n in names
+            if found[n] not in new_ids
+            and not allows(roles.get(found[n], set()), Permission.ANNOTATE)
+        ]
+        if strangers:
+            raise ValidationFailed(
+                f"annotator {strangers[0]!r} is an existing account with no role in this "
+                "project that may annotate; grant it one first (or import as the operator)",
+                [Violation("annotator", "not_a_member", repr(n)) for n in strangers[:50]],
             )
-        )
-    )
-    for name in names:
-        if found[name] not in have:
-            session.add(
-                Membership(user_id=found[name], project_id=project_id, role=Role.ANNOTATOR.value)
-            )
+    granted = [
+        Membership(user_id=found[n], project_id=project_id, role=Role.ANNOTATOR.value)
+        for n in names
+        if Role.ANNOTATOR not in roles.get(found[n], set())
+    ]
+    session.add_all(granted)
     session.flush()
+    by_id = {uid: name for name, uid in found.items()}
+    for membership in granted:
+        trail.service.append(
+            session,
+            actor=actor.name,
+            action="membership.grant",
+            entity_type="membership",
+            entity_id=membership.id,
+            project_id=project_id,
+            after={"username": by_id[membership.user_id], "role": Role.ANNOTATOR.value},
+        )
     return found
 
 

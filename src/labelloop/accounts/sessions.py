@@ -12,7 +12,6 @@ Starting and ending sessions are trail events (``session.start``, ``session.end`
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,16 +23,12 @@ from sqlalchemy.orm import Session
 from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User, UserSession
-from labelloop.accounts.policy import require_admin
+from labelloop.accounts.tokens import hash_token, may_manage
 from labelloop.errors import NotFound
 from labelloop.store.base import utcnow
 
 SECRET_BYTES = 32
 TOUCH_EVERY = timedelta(minutes=1)
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ def start(
     secret = secrets.token_urlsafe(SECRET_BYTES)
     row = UserSession(
         user_id=user.id,
-        token_hash=_digest(secret),
+        token_hash=hash_token(secret),
         created_at=now,
         last_seen_at=now,
         expires_at=now + lifetime,
@@ -114,7 +109,7 @@ def lookup(
     expired, idle for longer than ``idle``, or its user was deactivated."""
     now = now or utcnow()
     row = session.execute(
-        _LOOKUP, {"digest": _digest(secret), "now": now, "idle_since": now - idle}
+        _LOOKUP, {"digest": hash_token(secret), "now": now, "idle_since": now - idle}
     ).first()
     if row is None:
         return None
@@ -129,15 +124,19 @@ def lookup(
 
 
 def touch(session: Session, session_id: int, now: datetime | None = None) -> None:
-    """Record that the session was used (keeps it from going idle)."""
-    session.execute(
-        update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now or utcnow())
-    )
+    """Record that the session was used (keeps it from going idle). On PostgreSQL a row
+    that another request of the same session is touching right now is skipped (``SKIP
+    LOCKED``): that request records the use, and this one does not wait for it."""
+    row = UserSession.id == session_id
+    if session.get_bind().dialect.name == "postgresql":
+        free = select(UserSession.id).where(row).with_for_update(skip_locked=True)
+        row = UserSession.id.in_(free.scalar_subquery())
+    session.execute(update(UserSession).where(row).values(last_seen_at=now or utcnow()))
 
 
 def end(session: Session, *, actor: Actor, secret: str) -> None:
     """Logout: revoke the session of this cookie's secret (nothing when it is unknown)."""
-    row = session.scalar(select(UserSession).where(UserSession.token_hash == _digest(secret)))
+    row = session.scalar(select(UserSession).where(UserSession.token_hash == hash_token(secret)))
     if row is None or row.revoked_at is not None:
         return
     row.revoked_at = utcnow()
@@ -150,11 +149,6 @@ def end(session: Session, *, actor: Actor, secret: str) -> None:
         entity_id=row.user_id,
         after={"session_id": row.id},
     )
-
-
-def _may_manage(actor: Actor, user: User) -> None:
-    if actor.user_id != user.id:
-        require_admin(actor)
 
 
 def revoke(
@@ -170,7 +164,7 @@ def revoke(
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"no user {username!r}")
-    _may_manage(actor, user)
+    may_manage(session, actor, user)
     stmt = select(UserSession).where(
         UserSession.user_id == user.id, UserSession.revoked_at.is_(None)
     )
@@ -202,7 +196,7 @@ def live(
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"no user {username!r}")
-    _may_manage(actor, user)
+    may_manage(session, actor, user)
     now = now or utcnow()
     return session.scalars(
         select(UserSession)

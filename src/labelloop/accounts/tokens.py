@@ -44,8 +44,9 @@ class NewToken:
     plaintext: str
 
 
-def _may_manage(session: Session, actor: Actor, user: User) -> None:
-    """Administrators manage every token; a signed-in user manages their own."""
+def may_manage(session: Session, actor: Actor, user: User) -> None:
+    """Administrators manage every user's credentials (tokens, sessions); a signed-in
+    user manages their own (not through a token)."""
     if actor.system or actor.is_admin:
         return
     if actor.scope_role is None and actor.user_id == user.id:
@@ -68,7 +69,7 @@ def create_token(
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"no user {username!r}")
-    _may_manage(session, actor, user)
+    may_manage(session, actor, user)
     if not user.is_active:
         raise Conflict(f"user {username!r} is deactivated")
     holds = session.scalar(
@@ -139,7 +140,7 @@ def revoke_token(session: Session, *, actor: Actor, token_id: int) -> ApiToken:
         raise NotFound(f"no API token {token_id}")
     user = session.get(User, token.user_id)
     assert user is not None
-    _may_manage(session, actor, user)
+    may_manage(session, actor, user)
     if token.revoked_at is not None:
         raise Conflict(f"API token {token_id} is already revoked")
     token.revoked_at = utcnow()

@@ -7,6 +7,7 @@ permissions, append trail events, and never commit.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -292,11 +293,6 @@ def run_seed(policy_id: int, window_start: datetime) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF  # fits a signed 32-bit column
 
 
-#: Stream of the run's seed that orders row insertion (ids); the sample and the reviewer
-#: assignment draw from the seed itself.
-_ID_SHUFFLE_STREAM = 0x1D5
-
-
 def _risk_weight(spec: PolicySpec, stratum: str) -> float:
     weight = 1.0
     for part in stratum.split(" | "):
@@ -562,11 +558,13 @@ def open_run(
                 },
             }
         )
-    # Rows are inserted in a seeded shuffled order, so neither unit nor assignment ids
-    # come in stratum blocks (strata are often annotators: ids would reveal whose work a
-    # blind reviewer judges). The shuffle draws from its own stream: the sample and the
-    # reviewer assignment are the same as with any other insertion order.
-    id_rng = np.random.default_rng([seed, _ID_SHUFFLE_STREAM])
+    # Rows are inserted in a shuffled order, so neither unit nor assignment ids come in
+    # stratum blocks (strata are often annotators: ids would reveal whose work a blind
+    # reviewer judges). The shuffle draws from the operating system's entropy, not the
+    # run's seed: the seed is shown with the run, and with the open code it would let a
+    # reviewer undo a seeded shuffle. Nothing depends on the insertion order: the sample
+    # and the reviewer assignment are the same as with any other.
+    id_rng = np.random.default_rng(secrets.randbits(128))
     unit_order = id_rng.permutation(len(unit_rows)).tolist()
     # bulk inserts (thousands of rows); ids come back in parameter order
     inserted = session.scalars(

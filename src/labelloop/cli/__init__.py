@@ -34,13 +34,14 @@ app.command("serve")(serve_cmd)
 @app.command("init")
 def init_cmd(database_url: DatabaseUrl = None) -> None:
     """Create the database (migrated to the newest schema) and the secret key."""
-    from labelloop.store import make_engine, upgrade
+    from labelloop.cli._common import migrate
+    from labelloop.store import make_engine
 
     settings = settings_for(database_url)
     engine = make_engine(settings)
     try:
         with handle_errors():
-            upgrade(engine)
+            migrate(engine, settings)
     finally:
         engine.dispose()
     settings.ensure_secret_key()

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -88,3 +89,18 @@ def open_session(database_url: str | None) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def migrate(engine: Engine, settings: Settings, revision: str = "head") -> int | None:
+    """Bring the schema to ``revision``; at the newest one, anchor the trail's events
+    written before it was keyed, if any (:func:`labelloop.trail.service.pin_legacy`).
+    Returns the anchored event, or None."""
+    from labelloop import trail
+    from labelloop.store import upgrade
+
+    upgrade(engine, revision)
+    if revision != "head":
+        return None
+    with session_scope(make_session_factory(engine)) as session:
+        pinned = trail.service.pin_legacy(session, anchor_file=settings.trail_anchor_file)
+    return None if pinned is None else pinned.seq

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from labelloop import trail
 from labelloop.accounts.actor import Actor
-from labelloop.cli._common import DatabaseUrl, console, handle_errors, settings_for
+from labelloop.cli._common import DatabaseUrl, console, handle_errors, migrate, settings_for
 from labelloop.settings import DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:
@@ -65,14 +65,14 @@ def demo_cmd(
     changes nothing (the existing demo is reported); use a new database to rebuild.
     """
     from labelloop.demo.builder import build_demo
-    from labelloop.store import make_engine, make_session_factory, session_scope, upgrade
+    from labelloop.store import make_engine, make_session_factory, session_scope
 
     settings = settings_for(database_url)
     engine = make_engine(settings)
     started = time.perf_counter()
     try:
         with handle_errors():
-            upgrade(engine)
+            migrate(engine, settings)
             with Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),

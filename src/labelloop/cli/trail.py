@@ -55,7 +55,7 @@ def verify_cmd(
 ) -> None:
     """Check the keyed hash chain, its head and this database's anchors; exit 1 naming each problem.
 
-    Names every edited, deleted, reordered or rewritten event, every event chained with another key, and every forged anchor line. Warns (exit 0) when no anchor exists for this database yet.
+    Names every edited, deleted, reordered or rewritten event, every event chained with another key, and every forged anchor line. Warns (exit 0) when no anchor exists for this database yet, unless the trail holds events written before it was keyed (those fail until an anchor covers them; `labelloop db upgrade` anchors them).
     """
     path = anchor_file or settings_for(database_url).trail_anchor_file
     with open_session(database_url) as session:

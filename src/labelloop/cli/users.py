@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from labelloop.accounts import service
 from labelloop.accounts.actor import Actor
@@ -249,13 +250,13 @@ def sessions_list_cmd(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table("id", "signed in (UTC)", "last used (UTC)", "from", "browser")
-    for r in rows:
+    for r in rows:  # Text cells: a browser's User-Agent is not Rich markup
         table.add_row(
             str(r["id"]),
             str(r["created_at"])[:16],
             str(r["last_seen_at"])[:16],
-            str(r["client"] or ""),
-            str(r["user_agent"] or "")[:60],
+            Text(str(r["client"] or "")),
+            Text(str(r["user_agent"] or "")[:60]),
         )
     console.print(table)
 

@@ -390,6 +390,20 @@ def submit_annotation(
                 )
             ],
         )
+    if not external_key:  # the key of queue votes: a recording must not replace one
+        queued = session.scalar(
+            select(Annotation.id).where(
+                Annotation.item_id == item_id,
+                Annotation.annotator_id == annotator_id,
+                Annotation.external_key == "",
+                Annotation.source == "workbench",
+            )
+        )
+        if queued is not None:
+            raise Conflict(
+                f"user {annotator_id} labelled item {item_id} in the queue; a recorded "
+                "annotation needs its own external_key and cannot replace that vote"
+            )
 
     def save() -> Annotation:
         return save_annotation(
@@ -710,7 +724,7 @@ def add_items(
         problems.append(
             Violation("items", "too_many", f"at most {MAX_NEW_ITEMS} items per request")
         )
-    seen: dict[str, int] = {}
+    usable: list[str | None] = []
     for n, new in enumerate(items):
         ext = new.external_id
         if not ext or not ext.strip():
@@ -719,16 +733,7 @@ def add_items(
             problems.append(
                 Violation(f"items.{n}.external_id", "too_long", "at most 500 characters")
             )
-        elif ext in seen:
-            problems.append(
-                Violation(
-                    f"items.{n}.external_id",
-                    "duplicate",
-                    f"{ext!r} repeats item {seen[ext]} of this request",
-                )
-            )
-        else:
-            seen[ext] = n
+        usable.append(ext if ext and ext.strip() and len(ext) <= 500 else None)
         for key, value in new.segments.items():
             if value is not None and not isinstance(value, str | int | float | bool):
                 problems.append(
@@ -739,10 +744,39 @@ def add_items(
                 problems.append(
                     Violation(f"items.{n}.tags.{t}", "type", "a tag is a non-empty string")
                 )
+    problems += repeated_ids(usable)
     if problems:
+        problems.sort(key=item_position)
         raise _fail(f"items for project {project.name!r} are not valid", problems)
     # a concurrent request that adds the same items first makes this one a retry
     return retry_on_unique(session, lambda: _find_or_add(session, actor, project, items))
+
+
+def repeated_ids(external_ids: Sequence[object]) -> list[Violation]:
+    """``items.N.external_id`` violations for the external ids of a batch that repeat an
+    earlier one (ids that are not non-empty strings are skipped)."""
+    seen: dict[str, int] = {}
+    out = []
+    for n, ext in enumerate(external_ids):
+        if not isinstance(ext, str) or not ext:
+            continue
+        if ext in seen:
+            out.append(
+                Violation(
+                    f"items.{n}.external_id",
+                    "duplicate",
+                    f"{ext!r} repeats item {seen[ext]} of this request",
+                )
+            )
+        else:
+            seen[ext] = n
+    return out
+
+
+def item_position(v: Violation) -> int:
+    """The batch position of an ``items.N...`` violation (-1 for the batch itself)."""
+    parts = v.field.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
 
 
 def _find_or_add(

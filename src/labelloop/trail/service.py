@@ -192,6 +192,109 @@ def _session_database(session: Session) -> str:
     return database_id(session.get_bind().engine.url)
 
 
+@dataclass
+class _Walk:
+    """What one pass over the events in sequence order found."""
+
+    problems: list[str] = field(default_factory=list)
+    checked: int = 0
+    last_seq: int = 0
+    last_hash: str = GENESIS
+    legacy: int = 0
+    last_legacy: int = 0
+    #: hash of each anchored seq met on the way
+    seen: dict[int, str] = field(default_factory=lambda: {GENESIS_SEQ: GENESIS})
+
+
+def _walk(session: Session, key: bytes, wanted: set[int], batch: int) -> _Walk:
+    """Recompute every hash in sequence order: gaps, broken links, edited events,
+    unkeyed events after keyed ones, events of another key; keep the hashes at
+    ``wanted`` sequence numbers."""
+    this_key = key_id(key)
+    w = _Walk()
+    other_keys: dict[str, tuple[int, int, int]] = {}  # key id -> first, last, count
+    last_keyed: int | None = None
+    rows = session.execute(select(Event).order_by(Event.seq).execution_options(yield_per=batch))
+    for (event,) in rows:
+        w.checked += 1
+        if event.seq != w.last_seq + 1:
+            gap = w.last_seq + 1, event.seq - 1
+            missing = f"{gap[0]}" if gap[0] == gap[1] else f"{gap[0]}..{gap[1]}"
+            w.problems.append(f"event(s) {missing} missing before event {event.seq} (deleted)")
+        elif event.prev_hash != w.last_hash:
+            w.problems.append(
+                f"event {event.seq}: previous-hash link broken (events reordered or replaced)"
+            )
+        fields = _fields_of(event)
+        expected: str | None = None
+        if event.key_id is None:
+            w.legacy, w.last_legacy = w.legacy + 1, event.seq
+            if last_keyed is not None:
+                w.problems.append(
+                    f"event {event.seq}: unkeyed event after keyed event {last_keyed} (rewritten)"
+                )
+            expected = legacy_hash(event.prev_hash, fields)
+        elif event.key_id == this_key:
+            last_keyed, expected = event.seq, keyed_hash(key, event.prev_hash, fields)
+        else:
+            last_keyed = event.seq
+            first, _, count = other_keys.get(event.key_id, (event.seq, 0, 0))
+            other_keys[event.key_id] = (first, event.seq, count + 1)
+        if expected is not None and expected != event.hash:
+            w.problems.append(f"event {event.seq}: content does not match its hash (edited)")
+        if event.seq in wanted:
+            w.seen[event.seq] = event.hash
+        w.last_hash, w.last_seq = event.hash, event.seq
+    for other, (first, last, count) in other_keys.items():
+        span = f"event {first}" if count == 1 else f"{count} events from {first} to {last}"
+        w.problems.append(
+            f"{span} chained with another key (key id {other}, this key's id is "
+            f"{this_key}): the trail key changed or was lost, so they cannot be checked"
+        )
+    return w
+
+
+def _fields_of(event: Event) -> dict[str, Any]:
+    return hashed_fields(
+        seq=event.seq,
+        created_at=event.created_at,
+        actor=event.actor,
+        action=event.action,
+        entity_type=event.entity_type,
+        entity_id=event.entity_id,
+        project_id=event.project_id,
+        before=event.before,
+        after=event.after,
+    )
+
+
+def _against_anchors(
+    w: _Walk, anchors: list[Anchor]
+) -> tuple[list[Anchor], list[Anchor], list[str]]:
+    """(anchors the chain matches, anchors it contradicts, the problems)."""
+    matched: list[Anchor] = []
+    broken: list[Anchor] = []
+    problems: list[str] = []
+    for anchor in anchors:
+        where = f"anchor line {anchor.line}"
+        if anchor.seq > w.last_seq:
+            problems.append(
+                f"{where}: event {anchor.seq} is anchored, but the chain ends at event "
+                f"{w.last_seq} (events deleted)"
+            )
+        elif anchor.seq not in w.seen:
+            problems.append(f"{where}: anchored event {anchor.seq} is missing (deleted)")
+        elif w.seen[anchor.seq] != anchor.hash:
+            problems.append(
+                f"{where}: event {anchor.seq} does not have the anchored hash (rewritten)"
+            )
+        else:
+            matched.append(anchor)
+            continue
+        broken.append(anchor)
+    return matched, broken, problems
+
+
 def verify(
     session: Session,
     *,
@@ -208,135 +311,71 @@ def verify(
     is not the previous event's hash), an unkeyed event after a keyed one (rewritten
     as a legacy event), events chained with another key, and, against the anchors,
     a chain shorter than an anchored event (events deleted, even with the head moved
-    back) or another hash at an anchored event (rewritten). ``database`` names this
-    database in the anchor file (default: from the session's URL, see
-    :func:`~labelloop.trail.anchors.database_id`).
+    back), another hash at an anchored event (rewritten), and legacy events no anchor
+    covers (a whole chain rewritten in the public legacy form looks just like them).
+    ``database`` names this database in the anchor file (default: from the session's
+    URL, see :func:`~labelloop.trail.anchors.database_id`).
     """
     key = _trail_key(session)
-    this_key = key_id(key)
-    problems: list[str] = []
-    anchor_problems: list[str] = []
     mine: list[Anchor] = []
+    anchor_problems: list[str] = []
     if anchor_file is not None:
-        database = database or _session_database(session)
-        found = check_anchors(anchor_file, key=key, database=database)
+        found = check_anchors(anchor_file, key=key, database=database or _session_database(session))
         mine, anchor_problems = found.anchors, found.problems
-    wanted = {a.seq for a in mine}
-    seen: dict[int, str] = {GENESIS_SEQ: GENESIS}
-    #: key id -> (first seq, last seq, count) of events chained with another key
-    other_keys: dict[str, tuple[int, int, int]] = {}
-    prev_hash, prev_seq, checked, legacy, last_legacy = GENESIS, 0, 0, 0, 0
-    last_keyed: int | None = None
-    rows = session.execute(select(Event).order_by(Event.seq).execution_options(yield_per=batch))
-    for (event,) in rows:
-        checked += 1
-        if event.seq != prev_seq + 1:
-            missing = (
-                f"{prev_seq + 1}"
-                if event.seq == prev_seq + 2
-                else f"{prev_seq + 1}..{event.seq - 1}"
-            )
-            problems.append(f"event(s) {missing} missing before event {event.seq} (deleted)")
-        if event.prev_hash != prev_hash and event.seq == prev_seq + 1:
-            problems.append(
-                f"event {event.seq}: previous-hash link broken (events reordered or replaced)"
-            )
-        fields = hashed_fields(
-            seq=event.seq,
-            created_at=event.created_at,
-            actor=event.actor,
-            action=event.action,
-            entity_type=event.entity_type,
-            entity_id=event.entity_id,
-            project_id=event.project_id,
-            before=event.before,
-            after=event.after,
-        )
-        expected: str | None = None
-        if event.key_id is None:
-            legacy, last_legacy = legacy + 1, event.seq
-            if last_keyed is not None:
-                problems.append(
-                    f"event {event.seq}: unkeyed event after keyed event {last_keyed} (rewritten)"
-                )
-            expected = legacy_hash(event.prev_hash, fields)
-        elif event.key_id == this_key:
-            last_keyed = event.seq
-            expected = keyed_hash(key, event.prev_hash, fields)
-        else:
-            last_keyed = event.seq
-            first, _, count = other_keys.get(event.key_id, (event.seq, 0, 0))
-            other_keys[event.key_id] = (first, event.seq, count + 1)
-        if expected is not None and expected != event.hash:
-            problems.append(f"event {event.seq}: content does not match its hash (edited)")
-        if event.seq in wanted:
-            seen[event.seq] = event.hash
-        prev_hash, prev_seq = event.hash, event.seq
-    for other, (first, last, count) in other_keys.items():
-        span = f"event {first}" if count == 1 else f"{count} events from {first} to {last}"
-        problems.append(
-            f"{span} chained with another key (key id {other}, this key's id is "
-            f"{this_key}): the trail key changed or was lost, so they cannot be checked"
-        )
+    w = _walk(session, key, {a.seq for a in mine}, batch)
+    problems = w.problems
     head = session.get(TrailHead, 1, populate_existing=True)
-    if head is not None and (head.seq != prev_seq or head.hash != prev_hash):
+    if head is not None and (head.seq != w.last_seq or head.hash != w.last_hash):
         problems.append(
             f"trail head says the last event is {head.seq}, but the last stored event is "
-            f"{prev_seq} (newest events deleted or head edited)"
+            f"{w.last_seq} (newest events deleted or head edited)"
         )
-    matched: list[Anchor] = []
-    broken: list[Anchor] = []
-    for anchor in mine:
-        where = f"anchor line {anchor.line}"
-        if anchor.seq > prev_seq:
-            problems.append(
-                f"{where}: event {anchor.seq} is anchored, but the chain ends at event "
-                f"{prev_seq} (events deleted)"
-            )
-        elif anchor.seq not in seen:
-            problems.append(f"{where}: anchored event {anchor.seq} is missing (deleted)")
-        elif seen[anchor.seq] != anchor.hash:
-            problems.append(
-                f"{where}: event {anchor.seq} does not have the anchored hash (rewritten)"
-            )
-        else:
-            matched.append(anchor)
-            continue
-        broken.append(anchor)
+    matched, broken, against = _against_anchors(w, mine)
+    problems += against
     hint = _replaced_database_hint(session, broken, anchor_file)
     if hint:
         problems.append(hint)
     problems.extend(anchor_problems)
+    warnings = _uncovered(w, matched, anchor_file, problems, bool(mine))
+    return VerifyResult(
+        ok=not problems,
+        checked=w.checked,
+        problems=problems,
+        legacy=w.legacy,
+        last_seq=w.last_seq,
+        anchor_file=anchor_file,
+        anchors=matched,
+        warnings=warnings,
+    )
+
+
+def _uncovered(
+    w: _Walk, matched: list[Anchor], anchor_file: Path | None, problems: list[str], any_: bool
+) -> list[str]:
+    """What no anchor covers: a warning when there is no anchor at all; legacy events
+    no anchor covers are a problem when anchors were checked (appended to
+    ``problems``), else a warning."""
     warnings: list[str] = []
-    if anchor_file is not None and not mine:
+    if anchor_file is not None and not any_:
         warnings.append(
             f"no anchor for this database in {anchor_file} yet: deleting the newest events "
             "(or all of them) would go unnoticed; run `labelloop trail checkpoint`"
         )
     covered = max((a.seq for a in matched), default=0)
-    if legacy and covered < last_legacy:
+    if w.legacy and covered < w.last_legacy:
         unpinned = (
-            f"{legacy} event(s), up to event {last_legacy}, were chained before the trail "
-            "was keyed (plain SHA-256) and no anchor covers them: whoever can write to the "
-            "database could have rewritten them"
+            f"{w.legacy} event(s), up to event {w.last_legacy}, were chained before the "
+            "trail was keyed (plain SHA-256) and no anchor covers them: whoever can write "
+            "to the database could have rewritten them"
         )
         if anchor_file is None:
             warnings.append(unpinned)
-        else:  # a whole chain rewritten as "legacy" events would look just like this
+        else:
             problems.append(
                 unpinned + "; if this database was just upgraded, pin them with "
                 "`labelloop trail checkpoint` (`labelloop db upgrade` does so)"
             )
-    return VerifyResult(
-        ok=not problems,
-        checked=checked,
-        problems=problems,
-        legacy=legacy,
-        last_seq=prev_seq,
-        anchor_file=anchor_file,
-        anchors=matched,
-        warnings=warnings,
-    )
+    return warnings
 
 
 _HEAD_AND_LAST = select(

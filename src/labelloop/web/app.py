@@ -16,6 +16,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labelloop import __version__
+from labelloop.accounts.service import prepare_sign_in
 from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory
 from labelloop.web import errors
@@ -108,6 +109,8 @@ def create_app(
         # SQLite: callers are looked up through a read-only engine (see web/deps.py)
         reader = make_engine(settings, read_only=True) if engine.dialect.name == "sqlite" else None
         app.state.read_sessions = None if reader is None else make_session_factory(reader)
+        # the dummy password hash of constant-time sign-ins, made before the first one
+        await to_thread.run_sync(prepare_sign_in)
         if freeze_heap:
             gc.collect()
             gc.freeze()

@@ -1,6 +1,7 @@
 """The web app configured from ``LABELLOOP_*`` environment variables: what each
 ``labelloop serve --workers`` process runs, and what any ASGI server can run, e.g.
-``uvicorn --factory labelloop.web.asgi:app_from_environment``.
+``uvicorn --factory --no-proxy-headers labelloop.web.asgi:app_from_environment`` (the
+app reads forwarded headers itself, from ``LABELLOOP_TRUSTED_PROXIES`` only).
 
 Kept apart from :mod:`labelloop.web.serve` (the CLI command) so that importing it does
 not import the CLI.

@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from labelloop.accounts import sessions, tokens
 from labelloop.accounts.actor import Actor
+from labelloop.identifiers import MAX_ID
 from labelloop.settings import Settings
 from labelloop.store import session_scope
 from labelloop.web.errors import LoginRequired
@@ -96,6 +97,10 @@ def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
     return run
 
+
+#: A record id in a page's path: 1 to :data:`~labelloop.identifiers.MAX_ID` (422 beyond,
+#: never a database overflow).
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 #: A check that must pass before a route's body is read: (session, actor, path params).
 BeforeBody = Callable[[Session, Actor, dict[str, Any]], None]

@@ -3,7 +3,8 @@
 Every request body is counted as it arrives; past its limit the request is answered
 413 (``payload_too_large``, in the API's error shape) and the rest is never read. A
 ``Content-Length`` over the limit is refused before the first byte is read. The limit
-is ``Settings.max_upload_bytes`` on the upload routes (:data:`UPLOAD_PATHS`) and
+is ``Settings.max_upload_bytes`` on the upload routes (:data:`UPLOAD_PATHS`),
+:data:`SIGN_IN_LIMIT` on the sign-in form (the one body anonymous callers may send) and
 ``Settings.max_json_bytes`` everywhere else (JSON and forms). Who may send a large body
 at all is decided before it is read (see :func:`labelloop.web.deps.authenticate_first`).
 """
@@ -18,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Routes that take file uploads.
 UPLOAD_PATHS = re.compile(r"^/projects/[^/]+/imports/?$")
+#: The sign-in form: a name, a password, a target and a token fit in far less.
+SIGN_IN_LIMIT = 16 * 1024
 
 
 def _mib(n: int) -> str:
@@ -40,6 +43,8 @@ class BodyLimit:
         self.upload_limit = upload_limit
 
     def limit_for(self, path: str) -> int:
+        if path == "/login":
+            return SIGN_IN_LIMIT
         return self.upload_limit if UPLOAD_PATHS.match(path) else self.json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,7 +53,7 @@ class BodyLimit:
             return
         limit = self.limit_for(scope["path"])
         declared = Headers(scope=scope).get("content-length")
-        too_long = declared is not None and (not declared.isdigit() or int(declared) > limit)
+        too_long = declared is not None and not _within(declared, limit)
         received = 0
 
         async def counted() -> Message:
@@ -63,3 +68,10 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+def _within(declared: str, limit: int) -> bool:
+    """Whether a ``Content-Length`` is a plain decimal number no larger than ``limit``
+    (anything else, e.g. ``²`` or 5,000 digits, counts as too long)."""
+    text = declared.strip()
+    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= limit

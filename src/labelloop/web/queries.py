@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import Membership, User
-from labelloop.accounts.policy import allowed, require, require_admin, roles_of
+from labelloop.accounts.policy import allowed, require, require_admin, roles_of, sees
 from labelloop.accounts.roles import GRANTS, Permission, Role
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditPolicy, AuditRun
 from labelloop.errors import NotFound, ValidationFailed
+from labelloop.identifiers import MAX_ID
 from labelloop.projects import service as projects
 from labelloop.projects.models import GoldLabel, Item, Project
 from labelloop.projects.validation import Violation
@@ -33,26 +34,25 @@ def may(session: Session, actor: Actor, permission: Permission, project_id: int)
     return allowed(session, actor, permission, project_id=project_id)
 
 
-def _sees(session: Session, actor: Actor, project_id: int) -> bool:
-    """Whether the actor holds any role in the project (administrators see every
-    project; a token only its own)."""
-    if actor.system or actor.is_admin:
-        return True
-    if actor.user_id is None:
-        return False
-    if actor.scope_project_id is not None and actor.scope_project_id != project_id:
-        return False
-    return bool(roles_of(session, actor.user_id, project_id))
-
-
 def visible_project(session: Session, *, actor: Actor, project_id: int | str) -> Project:
-    """The project, when the actor holds a role in it. For anyone else it answers
-    exactly as for a project that does not exist (NotFound with the same message), so
-    outsiders cannot learn which projects exist."""
-    project = projects.get_project(session, project_id)
-    if not _sees(session, actor, project.id):
+    """The project of this id, when the actor holds a role in it. For anyone else it
+    answers exactly as for a project that does not exist (NotFound with the same
+    message), so outsiders cannot learn which projects exist. Only ids are taken (a
+    string of ASCII digits within :data:`~labelloop.identifiers.MAX_ID`, as a path
+    gives it): never names, which would answer with suggestions."""
+    number = _id_of(project_id)
+    project = None if number is None else session.get(Project, number)
+    if project is None or not sees(session, actor, project.id):
         raise NotFound(f"no project with id {project_id}")
     return project
+
+
+def _id_of(value: int | str) -> int | None:
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 10):
+            return None
+        value = int(value)
+    return value if 1 <= value <= MAX_ID else None
 
 
 def project_for(
@@ -88,7 +88,7 @@ def run_for(session: Session, *, actor: Actor, run_id: int, permission: Permissi
     """A run the actor may access with ``permission``; NotFound (as for a missing run)
     when the actor holds no role in its project."""
     run = audits.get_run(session, run_id)
-    if not _sees(session, actor, run.project_id):
+    if not sees(session, actor, run.project_id):
         raise NotFound(f"no audit run {run_id}")
     require(session, actor, permission, project_id=run.project_id)
     return run

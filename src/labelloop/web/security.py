@@ -108,48 +108,89 @@ class LoginThrottle:
         # "\x00" cannot occur in a normalised name: the address-wide key is its own
         return [((login_key(username), client), self.limit), (("\x00", client), self.per_address)]
 
+    def _wait(self, username: str, client: str, now: float) -> int | None:
+        wait = 0
+        for key, limit in self._keys(username, client):
+            times = self._recent(key, now)
+            if len(times) >= limit:
+                wait = max(wait, int(times[-limit] + self.window - now) + 1)
+        return max(1, wait) if wait else None
+
     def retry_after(self, username: str, client: str, now: float | None = None) -> int | None:
         """Seconds until another attempt is allowed, or ``None`` when it is allowed now."""
         now = time.monotonic() if now is None else now
-        wait = 0
         with self._lock:
-            for key, limit in self._keys(username, client):
-                times = self._recent(key, now)
-                if len(times) >= limit:
-                    wait = max(wait, int(times[-limit] + self.window - now) + 1)
-        return max(1, wait) if wait else None
+            return self._wait(username, client, now)
+
+    def attempt(self, username: str, client: str, now: float | None = None) -> int | None:
+        """Check and count an attempt in one step, before the password is checked:
+        ``None`` when it may go on (it is counted as a failure until
+        :meth:`succeeded`), else the seconds to wait. Concurrent attempts are counted as
+        they start, so a burst cannot slip past the limit while earlier checks run."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            wait = self._wait(username, client, now)
+            if wait is None:
+                self._record(username, client, now)
+            return wait
 
     def failed(self, username: str, client: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
-            for key, _ in self._keys(username, client):
-                times = self._recent(key, now)
-                times.append(now)
-                self._failures[key] = times
-                self._failures.move_to_end(key)
-            while len(self._failures) > self.max_keys:
-                self._failures.popitem(last=False)
+            self._record(username, client, now)
+
+    def _record(self, username: str, client: str, now: float) -> None:
+        for key, _ in self._keys(username, client):
+            times = self._recent(key, now)
+            times.append(now)
+            self._failures[key] = times
+            self._failures.move_to_end(key)
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)
 
     def succeeded(self, username: str, client: str) -> None:
+        """A sign-in succeeded: forget the name's failures from this address, and take
+        the attempt back from the address's count."""
+        (name_key, _), (address_key, _) = self._keys(username, client)
         with self._lock:
-            self._failures.pop((login_key(username), client), None)
+            self._failures.pop(name_key, None)
+            times = self._failures.get(address_key)
+            if times:
+                times.pop()
 
 
 class PasswordGate:
-    """At most ``slots`` password checks at once; a caller waits up to ``wait`` seconds
-    for a slot, then gets 429 (the check itself never starts)."""
+    """At most ``slots`` password checks at once, and at most ``queue`` callers waiting
+    for one (each waits up to ``wait`` seconds); anyone beyond gets 429 at once. A
+    waiting caller holds a server thread, so the queue is kept short: a burst of
+    sign-ins cannot take the threads every other request needs."""
 
-    def __init__(self, slots: int, wait: float) -> None:
+    def __init__(self, slots: int, wait: float, queue: int | None = None) -> None:
         self._slots = threading.BoundedSemaphore(slots)
         self.wait = wait
+        self.queue = 4 * slots if queue is None else queue
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def _busy(self) -> TooManyAttempts:
+        return TooManyAttempts(
+            "the server is busy checking other sign-ins; try again in a few seconds",
+            headers={"Retry-After": "5"},
+        )
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        if not self._slots.acquire(timeout=self.wait):
-            raise TooManyAttempts(
-                "the server is busy checking other sign-ins; try again in a few seconds",
-                headers={"Retry-After": "5"},
-            )
+        with self._lock:
+            if self._waiting >= self.queue:
+                raise self._busy()
+            self._waiting += 1
+        try:
+            got = self._slots.acquire(timeout=self.wait)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        if not got:
+            raise self._busy()
         try:
             yield
         finally:
@@ -159,14 +200,24 @@ class PasswordGate:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _trusted(host: str | None, networks: list[Network]) -> bool:
-    if not host or not networks:
-        return False
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a forwarded hop may write it (``1.2.3.4``, ``1.2.3.4:5678``,
+    ``[2001:db8::1]:443``, ``2001:db8::1``), or None when it is none (``unknown``, a
+    name, garbage)."""
+    text = (text or "").strip()
+    if text.startswith("["):  # [v6] or [v6]:port
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":", 1)[0]
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(address in net for net in networks)
+        return None
+
+
+def _trusted(host: str | None, networks: list[Network]) -> bool:
+    address = _address(host)
+    return address is not None and any(address in net for net in networks)
 
 
 class ProxyHeaders:
@@ -174,8 +225,10 @@ class ProxyHeaders:
     ``X-Forwarded-Proto``, but only when the connection comes from a trusted proxy.
 
     The client is the right-most address in ``X-Forwarded-For`` that is not itself a
-    trusted proxy (a client can put anything on the left). Without trusted proxies the
-    headers are ignored and the connection's peer is the client.
+    trusted proxy (a client can put anything on the left), with any port removed and
+    written in its normal form; when that hop is not an address, the peer stays the
+    client. Without trusted proxies the headers are ignored and the connection's peer
+    is the client.
     """
 
     def __init__(self, app: ASGIApp, networks: list[Network]) -> None:
@@ -188,9 +241,14 @@ class ProxyHeaders:
             headers = Headers(scope=scope)
             hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
             for hop in reversed(hops):
-                if not _trusted(hop, self.networks):
-                    scope["client"] = (hop, 0)
-                    break
+                if _trusted(hop, self.networks):
+                    continue
+                # the first hop the proxies did not add; one that is not an address
+                # (a port-less name, "unknown") leaves the peer as the client
+                address = _address(hop)
+                if address is not None:
+                    scope["client"] = (str(address), 0)
+                break
             proto = headers.get("x-forwarded-proto", "").strip().lower()
             if proto in ("http", "https"):
                 scope["scheme"] = proto

@@ -41,12 +41,9 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from labelloop.audits.schemas import DEFAULT_ERROR_CATEGORIES, STRATUM_DIMENSIONS, PolicySpec
-from labelloop.identifiers import problem
+from labelloop.identifiers import MAX_ID, problem
 
 T = TypeVar("T")
-
-#: The largest id the API takes (PostgreSQL ``integer``).
-MAX_ID = 2**31 - 1
 
 
 # ------------------------------------------------------------------ character classes

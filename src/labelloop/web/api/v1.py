@@ -27,6 +27,7 @@ from labelloop.accounts.roles import Permission
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditPolicy, AuditRun
 from labelloop.errors import Conflict, NotFound, ValidationFailed
+from labelloop.identifiers import MAX_ID
 from labelloop.projects import service as projects
 from labelloop.projects.models import Annotation, GoldLabel, Item, Prediction, Project
 from labelloop.projects.validation import Violation
@@ -34,7 +35,6 @@ from labelloop.web import queries
 from labelloop.web.api.schemas import (
     CURSOR_PATTERN,
     IDENTIFIER_PATTERN,
-    MAX_ID,
     SEGMENT_FILTER_PATTERN,
     AnnotationIn,
     AnnotationOut,
@@ -689,34 +689,6 @@ ItemsBody = Annotated[
 ]
 
 
-def _repeats(raw: Any) -> list[Violation]:
-    """External ids repeated within a batch (as :func:`projects.add_items` reports
-    them), for a batch that also has other errors."""
-    seen: dict[str, int] = {}
-    out = []
-    for n, item in enumerate(raw if isinstance(raw, list) else []):
-        ext = item.get("external_id") if isinstance(item, dict) else None
-        if not isinstance(ext, str) or not ext:
-            continue
-        if ext in seen:
-            out.append(
-                Violation(
-                    f"items.{n}.external_id",
-                    "duplicate",
-                    f"{ext!r} repeats item {seen[ext]} of this request",
-                )
-            )
-        else:
-            seen[ext] = n
-    return out
-
-
-def _item_index(v: Violation) -> int:
-    head, _, rest = v.field.partition(".")
-    index = rest.split(".", 1)[0]
-    return int(index) if head == "items" and index.isdigit() else -1
-
-
 _ITEMS_CREATED = {
     "model": ItemsCreated,
     "links": _item_links("$response.body#/items/0/id"),
@@ -754,9 +726,11 @@ def create_items(
         given = batch.items if batch is not None else [ItemIn.model_validate(body)]
     except ValidationError as exc:
         failed = _spec_violations(exc, None, "the items are not valid")
-        if "items" in body:  # every problem at once, in item order
+        raw = body.get("items")
+        if isinstance(raw, list):  # every problem at once, in item order
+            ids = [i.get("external_id") if isinstance(i, dict) else None for i in raw]
             failed.violations = sorted(
-                [*failed.violations, *_repeats(body["items"])], key=_item_index
+                [*failed.violations, *projects.repeated_ids(ids)], key=projects.item_position
             )
         raise failed from None
     rows = projects.add_items(

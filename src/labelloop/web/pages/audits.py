@@ -16,7 +16,7 @@ from labelloop.audits.schemas import SEVERITIES, ReviewInput
 from labelloop.errors import Conflict, ValidationFailed
 from labelloop.projects import service as projects
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
+from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.errors import details_of
 from labelloop.web.templating import render
 
@@ -28,7 +28,11 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; fram
 
 @router.get("/projects/{project_id}/audits")
 def audit_runs(
-    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
 ) -> Response:
     project = queries.visible_project(session, actor=actor, project_id=project_id)
     runs = queries.runs_of_project(session, actor=actor, project=project)
@@ -50,7 +54,7 @@ def audit_runs(
 
 @router.get("/audits/runs/{run_id}")
 def audit_run(
-    request: Request, run_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request, run_id: PathId, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_REVIEW)
     project = projects.get_project(session, run.project_id)
@@ -70,7 +74,7 @@ def audit_run(
 
 @router.get("/audits/runs/{run_id}/report")
 def audit_report(
-    request: Request, run_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request, run_id: PathId, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
     """The stored report of a closed run as a standalone HTML document (leads)."""
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_MANAGE)
@@ -82,7 +86,7 @@ def audit_report(
 
 
 def _queue_context(
-    session: Any, actor: Any, run_id: int, errors: list[dict[str, Any]] | None = None
+    session: Any, actor: Any, run_id: PathId, errors: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     run = queries.run_for(session, actor=actor, run_id=run_id, permission=Permission.AUDIT_REVIEW)
     project = projects.get_project(session, run.project_id)
@@ -107,7 +111,7 @@ def _queue_context(
 
 @router.get("/audits/runs/{run_id}/queue")
 def review_queue(
-    request: Request, run_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request, run_id: PathId, session: SessionDep, actor: CurrentActor, user: CurrentUser
 ) -> Response:
     return render(request, "review_queue.html", _queue_context(session, actor, run_id))
 
@@ -132,8 +136,8 @@ def _label_value(raw: str | None, task_type: str) -> Any:
 @router.post("/audits/runs/{run_id}/queue/{assignment_id}")
 def submit_review(
     request: Request,
-    run_id: int,
-    assignment_id: int,
+    run_id: PathId,
+    assignment_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,

@@ -9,10 +9,13 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from labelloop.accounts import service as accounts
 from labelloop.accounts import sessions
+from labelloop.accounts.models import User
 from labelloop.settings import Settings
+from labelloop.store import session_scope
 from labelloop.web import queries
 from labelloop.web.deps import (
     CurrentActor,
@@ -66,16 +69,15 @@ def login(
     gate: PasswordGate = request.app.state.password_gate
     settings: Settings = request.app.state.settings
     client = client_address(request)
-    wait = throttle.retry_after(username, client)
+    wait = throttle.attempt(username, client)  # counted now, taken back on success
     if wait is not None:
         raise TooManyAttempts(
             f"too many failed sign-ins; try again in {wait // 60 + 1} minutes",
             headers={"Retry-After": str(wait)},
         )
     with gate.slot():
-        user = accounts.authenticate(session, username, password)
+        user = _check(request, session, username, password)
     if user is None:
-        throttle.failed(username, client)
         return render(
             request,
             "login.html",
@@ -96,6 +98,17 @@ def login(
     request.session.clear()  # a new session (and CSRF token) at every sign-in
     request.session["sid"] = secret
     return RedirectResponse(_safe_next(next), status_code=303)
+
+
+def _check(request: Request, session: Session, username: str, password: str) -> User | None:
+    """The password check. On SQLite it reads through the read-only engine: the
+    request's own session would take the database's write lock at its first statement
+    and hold it through the (slow, by design) hash check."""
+    readers = request.app.state.read_sessions
+    if readers is None:
+        return accounts.authenticate(session, username, password)
+    with session_scope(readers) as reader:
+        return accounts.authenticate(reader, username, password)
 
 
 @router.post("/logout")

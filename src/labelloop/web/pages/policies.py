@@ -26,7 +26,7 @@ from labelloop.errors import Conflict, ValidationFailed
 from labelloop.projects.models import Project
 from labelloop.store.base import utcnow
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
+from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 
 router = APIRouter(route_class=TransactionRoute)
@@ -50,7 +50,7 @@ ALLOCATIONS = ("proportional", "equal", "neyman", "risk")
 WINDOWS = ("since_previous", "last_days")
 
 
-def _manage(session: Session, actor: Actor, project_id: int) -> Project:
+def _manage(session: Session, actor: Actor, project_id: PathId) -> Project:
     return queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
     )
@@ -254,7 +254,11 @@ PolicyFields = Annotated[PolicyForm, Form()]
 
 @router.get("/projects/{project_id}/policies")
 def policies_page(
-    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
 ) -> Response:
     project = _manage(session, actor, project_id)
     return _list_page(request, session, actor, project)
@@ -263,7 +267,7 @@ def policies_page(
 @router.post("/projects/{project_id}/policies")
 def create_policy(
     request: Request,
-    project_id: int,
+    project_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
@@ -314,8 +318,8 @@ def create_policy(
 @router.get("/projects/{project_id}/policies/{policy_id}")
 def edit_policy_page(
     request: Request,
-    project_id: int,
-    policy_id: int,
+    project_id: PathId,
+    policy_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
@@ -328,8 +332,8 @@ def edit_policy_page(
 @router.post("/projects/{project_id}/policies/{policy_id}")
 def edit_policy(
     request: Request,
-    project_id: int,
-    policy_id: int,
+    project_id: PathId,
+    policy_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
@@ -370,8 +374,8 @@ def edit_policy(
 @router.post("/projects/{project_id}/policies/{policy_id}/run")
 def run_policy_now(
     request: Request,
-    project_id: int,
-    policy_id: int,
+    project_id: PathId,
+    policy_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,

@@ -17,7 +17,7 @@ from labelloop.analytics.schemas import Overview
 from labelloop.projects import service as projects
 from labelloop.projects.models import Project
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
+from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 
 router = APIRouter(route_class=TransactionRoute)
@@ -44,7 +44,11 @@ def project_list(
 
 @router.get("/projects/{project_id}")
 def project_overview(
-    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
 ) -> Response:
     project = queries.visible_project(session, actor=actor, project_id=project_id)
     snap, freshness = analytics.current_snapshot(session, actor=actor, project=project)
@@ -94,7 +98,11 @@ def _dashboard(
 
 @router.post("/projects/{project_id}/dashboard/refresh")
 def refresh_dashboard(
-    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
 ) -> Response:
     """Recompute the project's dashboard now (leads), then show it."""
     project = queries.visible_project(session, actor=actor, project_id=project_id)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from labelloop.accounts.roles import Permission
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
+from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.templating import render
 from labelloop.workbench import service as workbench
 from labelloop.workbench.schemas import SettingsIn
@@ -40,7 +40,7 @@ def _page(
 @router.get("/projects/{project_id}/queue")
 def queue_settings(
     request: Request,
-    project_id: int,
+    project_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
@@ -56,7 +56,7 @@ def queue_settings(
 @router.post("/projects/{project_id}/queue")
 def update_queue_settings(
     request: Request,
-    project_id: int,
+    project_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,

@@ -31,6 +31,7 @@ from labelloop.web import queries
 from labelloop.web.deps import (
     CurrentActor,
     CurrentUser,
+    PathId,
     SessionDep,
     TransactionRoute,
     before_body,
@@ -157,7 +158,11 @@ def _store_upload(upload: UploadFile, target: Path, limit: int) -> int:
 
 @router.get("/projects/{project_id}/imports")
 def imports_page(
-    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
 ) -> Response:
     project = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.DATA_IMPORT
@@ -177,7 +182,7 @@ def _may_import(session: Session, actor: Actor, params: dict[str, Any]) -> None:
 @before_body(_may_import)
 def upload_import(
     request: Request,
-    project_id: int,
+    project_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
@@ -285,7 +290,11 @@ def export_response(
 
 @router.get("/projects/{project_id}/exports")
 def exports_page(
-    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
 ) -> Response:
     project = queries.project_for(
         session, actor=actor, project_id=project_id, permission=Permission.DATA_EXPORT
@@ -300,7 +309,7 @@ def exports_page(
 
 @router.get("/projects/{project_id}/exports/download")
 def export_download(
-    project_id: int,
+    project_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,

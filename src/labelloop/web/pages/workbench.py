@@ -28,7 +28,7 @@ from labelloop.projects.schemas import LabelSchema, Rule
 from labelloop.projects.validation import Violation
 from labelloop.web import queries
 from labelloop.web.app import PAGE_CSP
-from labelloop.web.deps import CurrentActor, CurrentUser, SessionDep, TransactionRoute
+from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.errors import details_of
 from labelloop.web.templating import render
 from labelloop.workbench import service as workbench
@@ -276,7 +276,7 @@ def _active_seconds(form: FormData) -> float | None:
     return v if math.isfinite(v) and v >= 0 else None
 
 
-def _entered(item_id: int, form: FormData) -> dict[str, Any]:
+def _entered(item_id: PathId, form: FormData) -> dict[str, Any]:
     """What the annotator entered, to fill the form again after a refusal."""
     return {
         "item_id": item_id,
@@ -291,7 +291,7 @@ def _entered(item_id: int, form: FormData) -> dict[str, Any]:
     }
 
 
-def _done(request: Request, project_id: int, message: str) -> Response:
+def _done(request: Request, project_id: PathId, message: str) -> Response:
     request.session["wb_flash"] = message
     return RedirectResponse(f"/projects/{project_id}/work", status_code=303)
 
@@ -301,7 +301,11 @@ def _done(request: Request, project_id: int, message: str) -> Response:
 
 @router.get("/projects/{project_id}/work")
 def work_page(
-    request: Request, project_id: int, session: SessionDep, actor: CurrentActor, user: CurrentUser
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
 ) -> Response:
     project = queries.visible_project(session, actor=actor, project_id=project_id)
     return _page(request, session, actor, project)
@@ -310,8 +314,8 @@ def work_page(
 @router.post("/projects/{project_id}/work/{item_id}")
 def submit_label(
     request: Request,
-    project_id: int,
-    item_id: int,
+    project_id: PathId,
+    item_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
@@ -356,8 +360,8 @@ def submit_label(
 @router.post("/projects/{project_id}/work/{item_id}/skip")
 def skip_item(
     request: Request,
-    project_id: int,
-    item_id: int,
+    project_id: PathId,
+    item_id: PathId,
     session: SessionDep,
     actor: CurrentActor,
     user: CurrentUser,
