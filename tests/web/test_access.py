@@ -61,6 +61,7 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/projects/{project_id}/items"): MEMBERS,
     ("POST", "/api/v1/projects/{project_id}/annotations"): ANNOTATORS,
     ("POST", "/api/v1/projects/{project_id}/work/next"): ANNOTATORS,
+    ("GET", "/api/v1/projects/{project_id}/work/status"): ANNOTATORS,
     ("POST", "/api/v1/projects/{project_id}/work/{item_id}/skip"): ANNOTATORS,
     ("GET", "/api/v1/projects/{project_id}/gold"): GOLD_READERS,
     ("POST", "/api/v1/projects/{project_id}/gold"): GOLD_WRITERS,

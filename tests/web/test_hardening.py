@@ -168,6 +168,8 @@ def test_api_queue_skip(api: TestClient, demo: Demo) -> None:
     assert r.status_code == 200 and r.json()["item_id"] == item
     assert api.post(url, json={"reason": "again"}, headers=h).status_code == 409
     assert _serve(api, demo, h) != item  # never offered to them again
+    counts = api.get(f"/api/v1/projects/{demo.project_id}/work/status", headers=h)
+    assert counts.status_code == 200 and counts.json()["skipped"] >= 1
 
 
 # -- 10. outsiders, replays, caching, the API explorer ----------------------------------------

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, case, delete, func, select, text, union
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -357,8 +357,15 @@ def sync_open_items(session: Session, project: Project, overlap: int) -> None:
     taken in (a range scan on primary keys). On PostgreSQL an item committed late with
     a lower id than the mark shows up as a changed item count and is added then; an
     annotation committed late can only make a load too low, which the re-count under the
-    item's lock catches before a lease is granted."""
-    state = session.get(QueueSync, project.id)
+    item's lock catches before a lease is granted.
+
+    On PostgreSQL the sync row is taken with ``FOR UPDATE SKIP LOCKED``: while one
+    transaction brings the index up to date, the others serve from it as it is (a load
+    that is too low is caught by that same re-count) instead of queueing behind the
+    row, which would make every annotator's next item wait for every other's."""
+    state = _sync_state(session, project.id)
+    if state is False:
+        return  # another transaction is syncing right now
     item_mark = session.scalar(select(func.max(Item.id)).where(Item.project_id == project.id)) or 0
     ann_mark = session.scalar(select(func.max(Annotation.id))) or 0
     if state is None or state.overlap != overlap:
@@ -400,6 +407,22 @@ def sync_open_items(session: Session, project: Project, overlap: int) -> None:
     if changed:
         state.synced_at = utcnow()
         session.flush()
+
+
+def _sync_state(session: Session, project_id: int) -> QueueSync | Literal[False] | None:
+    """The project's sync row (None before the first build), or False on PostgreSQL
+    when another transaction holds it."""
+    if not _is_postgres(session):
+        return session.get(QueueSync, project_id)
+    locked = session.scalar(
+        select(QueueSync)
+        .where(QueueSync.project_id == project_id)
+        .with_for_update(skip_locked=True)
+    )
+    if locked is not None:
+        return locked
+    exists = session.scalar(select(QueueSync.project_id).where(QueueSync.project_id == project_id))
+    return False if exists is not None else None
 
 
 def _candidates(

@@ -699,7 +699,6 @@ class QueueStatusOut(BaseModel):
 
 class WorkNextOut(BaseModel):
     item: WorkItemOut | None
-    status: QueueStatusOut
 
 
 class SkipIn(_In):

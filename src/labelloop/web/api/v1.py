@@ -247,6 +247,7 @@ def _project_links(project_id: str) -> dict[str, Any]:
         "list_items",
         "create_items",
         "work_next",
+        "work_status",
         "list_gold",
         "list_policies",
         "create_policy",
@@ -431,15 +432,23 @@ def work_next(
     project_id: ProjectId, idem: IdempotencyDep, session: SessionDep, actor: CurrentActor
 ) -> WorkNextOut:
     """The item the caller should label now, leased to them (the same one again until
-    they submit or skip it), and their queue counts; `item` is null when their queue is
-    empty. The view is blind: payload and context only."""
+    they submit or skip it); `item` is null when their queue is empty. The view is
+    blind: payload and context only. Their counts: `GET .../work/status`."""
     p = queries.visible_project(session, actor=actor, project_id=project_id)
-    work, status = workbench.work_view(session, actor=actor, project=p)
+    work = workbench.next_item(session, actor=actor, project=p)
     out = WorkNextOut(
-        item=None if work is None else WorkItemOut.model_validate(work, from_attributes=True),
-        status=QueueStatusOut.model_validate(status, from_attributes=True),
+        item=None if work is None else WorkItemOut.model_validate(work, from_attributes=True)
     )
     return _created(idem, out, 200)  # type: ignore[return-value]
+
+
+@router.get("/projects/{project_id}/work/status", tags=["annotations"])
+def work_status(project_id: ProjectId, session: SessionDep, actor: CurrentActor) -> QueueStatusOut:
+    """The caller's queue counts: labelled today (UTC) and in all, skipped, and how many
+    items they could still take (hidden gold checks not counted)."""
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
+    status = workbench.queue_status(session, actor=actor, project=p)
+    return QueueStatusOut.model_validate(status, from_attributes=True)
 
 
 @router.post(
