@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -462,6 +463,10 @@ def current_lease(
     )
 
 
+class _ItemBusy(Exception):
+    """Another transaction is granting this item right now (PostgreSQL)."""
+
+
 def _grant(
     session: Session,
     *,
@@ -473,9 +478,20 @@ def _grant(
     settings: SettingsOut,
     now: datetime,
 ) -> Lease | None:
-    """Lease ``item_id`` when it still has a slot (checked under the item's row lock)."""
+    """Lease ``item_id`` when it still has a slot (checked under the item's row lock).
+
+    On PostgreSQL the lock is ``FOR NO KEY UPDATE SKIP LOCKED``: two grants of one item
+    still exclude each other (the second moves on to the next candidate instead of
+    waiting), while inserting annotations of the item, whose foreign-key check takes
+    ``FOR KEY SHARE`` on the row, is never blocked by a grant."""
     if _is_postgres(session):
-        session.execute(select(Item.id).where(Item.id == item_id).with_for_update())
+        mine = session.scalar(
+            select(Item.id)
+            .where(Item.id == item_id)
+            .with_for_update(key_share=True, skip_locked=True)
+        )
+        if mine is None:
+            raise _ItemBusy(item_id)
     if _done(session, item_id, annotator_id):
         return None
     if not gold and _item_load(session, item_id, annotator_id, now) >= settings.overlap:
@@ -583,15 +599,19 @@ def _next_item(
     draw = _gold_draw(project.id, annotator_id, position)
     if settings.gold_rate > 0 and draw < settings.gold_rate:
         for item_id in _gold_candidates(session, project.id, annotator_id, position)[:_CANDIDATES]:
-            served = take(item_id, True)
-            if served is not None:
-                return served
+            with suppress(_ItemBusy):
+                served = take(item_id, True)
+                if served is not None:
+                    return served
     if not synced:
         sync_open_items(session, project, settings.overlap)
     for spread in (True, False):
         query = _candidates(project.id, annotator_id, now, settings.overlap, spread=spread)
         for item_id in session.scalars(query).all():
-            served = take(item_id, False)
+            try:
+                served = take(item_id, False)
+            except _ItemBusy:
+                continue  # someone else is taking it: the next candidate
             if served is not None:
                 return served
             _refresh(session, project.id, [item_id], settings.overlap)
@@ -764,13 +784,18 @@ def submit(
         source=SOURCE,
         external_key="",
         path="queue",
+        before_trail=lambda _: _release(session, project, lease, settings),
     )
     if reason is not None:
         _flag_uncertain(session, actor, project, annotation, reason)
+    return annotation
+
+
+def _release(session: Session, project: Project, lease: Lease, settings: SettingsOut) -> None:
+    """The lease ends and the item's load is recounted (before the trail event)."""
     session.delete(lease)
     session.flush()
-    _refresh(session, project.id, [item_id], settings.overlap)
-    return annotation
+    _refresh(session, project.id, [lease.item_id], settings.overlap)
 
 
 def _active_seconds(
