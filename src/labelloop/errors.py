@@ -5,6 +5,7 @@
     LabelLoopError
     ├── NotFound              a record named by the caller does not exist
     ├── Conflict              the write would break a uniqueness or state rule
+    │   └── AcknowledgementRequired  a new guideline version must be read first
     ├── PermissionDenied      the actor's roles do not allow the action
     ├── ValidationFailed      input broke the label schema or a rule (carries violations)
     ├── ImportFailed          a file could not be imported (carries issues; nothing written)
@@ -31,6 +32,14 @@ class NotFound(LabelLoopError):
 
 class Conflict(LabelLoopError):
     pass
+
+
+class AcknowledgementRequired(Conflict):
+    """The actor must read and acknowledge guideline ``version`` before labelling on."""
+
+    def __init__(self, message: str, *, version: str) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 class PermissionDenied(LabelLoopError):

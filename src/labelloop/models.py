@@ -3,6 +3,7 @@
 from labelloop.accounts import models as accounts_models
 from labelloop.analytics import models as analytics_models
 from labelloop.audits import models as audits_models
+from labelloop.guidelines import models as guidelines_models
 from labelloop.projects import models as projects_models
 from labelloop.trail import models as trail_models
 from labelloop.workbench import models as workbench_models
@@ -11,6 +12,7 @@ __all__ = [
     "accounts_models",
     "analytics_models",
     "audits_models",
+    "guidelines_models",
     "projects_models",
     "trail_models",
     "workbench_models",

@@ -371,3 +371,37 @@ def test_worker_refreshes_stale_dashboards(fresh_database_url: str) -> None:
             assert not analytics.is_stale(s, snap)
     finally:
         engine.dispose()
+
+
+def test_by_guideline_version_equals_a_direct_computation(session: Session, team: Team) -> None:
+    """Annotations of the first two weeks under 1.0, the rest under 1.1: the chart's
+    alpha per version equals alpha computed on that version's annotations alone."""
+    rows = session.scalars(
+        select(Annotation).where(Annotation.project_id == team.project.id).order_by(Annotation.id)
+    ).all()
+    cut = MONDAY + timedelta(weeks=2)
+    for r in rows:
+        r.guideline_version = "1.0" if r.submitted_at is None or r.submitted_at < cut else "1.1"
+    session.flush()
+    overview, _ = dashboard.compute(session, team.project)
+    chart = _chart(overview.payload(), "guideline-versions")
+    assert chart["labels"] == ["1.0", "1.1"]
+    for version, value in zip(chart["labels"], chart["series"][0]["data"], strict=True):
+        mine = [r for r in rows if r.guideline_version == version]
+        twice = {i for i, n in Counter(r.item_id for r in mine).items() if n >= 2}
+        mine = [r for r in mine if r.item_id in twice]
+        expected = krippendorff_alpha(
+            Ratings.from_long(
+                [r.item_id for r in mine], [r.annotator_id for r in mine], [r.value for r in mine]
+            ),
+            level="nominal",
+        ).value
+        if len(twice) >= dashboard.MIN_PAIRABLE_ITEMS:
+            assert value == pytest.approx(expected, abs=1e-4)
+    # no audit yet: the error rate column is empty
+    assert [row[4] for row in chart["rows"]] == ["–", "–"]
+
+
+def test_no_version_chart_without_versions(session: Session, team: Team) -> None:
+    overview, _ = dashboard.compute(session, team.project)
+    assert "guideline-versions" not in {c["id"] for c in overview.payload()["charts"]}

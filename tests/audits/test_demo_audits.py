@@ -39,3 +39,10 @@ def test_patterns_name_the_planted_annotators_and_nobody_else(session, backend: 
     assert "fatigue" in flagged[fatigued]
     confuser = next(u for u, k in planted.items() if k == "confuser")
     assert "annotator confusion" in flagged[confuser]
+    # guideline 1.1 (refund vs billing clarified) comes into force during cycle 2: the
+    # reports break the cycles down by version, and under 1.1 the confuser is not flagged
+    reports = [session.get(AuditRun, c.run_id).report for c in cycles]
+    versions = [[v["version"] for v in r["by_guideline_version"]] for r in reports]
+    assert versions == [["1.0"], ["1.0", "1.1"], ["1.1"]]
+    last = {p.get("annotator") or p["group"] for p in reports[-1]["patterns"]}
+    assert confuser not in last

@@ -136,10 +136,12 @@ def test_timestamps_are_consistent(demo: DemoData) -> None:
             assert nxt.started_at >= prev.submitted_at  # one item at a time
 
 
-def _pair_rate(demo: DemoData, index: int) -> float:
+def _pair_rate(demo: DemoData, index: int, version: str = "1.0") -> float:
+    """How often annotator ``index`` swapped refund and billing under ``version``."""
     tr = demo.trace
     t, g = LABELS.index(CONFUSED_PAIR[0]), LABELS.index(CONFUSED_PAIR[1])
-    mine = tr.annotator == index
+    under = np.asarray([a.guideline_version == version for a in demo.annotations])
+    mine = (tr.annotator == index) & under
     hits = ((tr.true == t) & (tr.given == g) | (tr.true == g) & (tr.given == t)) & mine
     return float(hits.sum() / (((tr.true == t) | (tr.true == g)) & mine).sum())
 
@@ -153,6 +155,16 @@ def test_confuser_confuses_the_pair(demo: DemoData) -> None:
     assert mine > 2.5 * max(others)
     for p in demo.annotators:
         assert np.allclose(p.confusion.sum(axis=1), 1.0)
+
+
+def test_clarified_guideline_helps_the_confuser(demo: DemoData) -> None:
+    """Guideline 1.1 clarifies refund vs billing: the confuser's swaps fall (a planted
+    effect the audits should see), the others stay as they were."""
+    confuser = demo.annotator("confuser")
+    assert confuser.clarified is not None and np.allclose(confuser.clarified.sum(axis=1), 1.0)
+    before, after = _pair_rate(demo, confuser.index), _pair_rate(demo, confuser.index, "1.1")
+    assert after < before / 2
+    assert {a.guideline_version for a in demo.annotations} == {"1.0", "1.1"}
 
 
 def test_speeder_is_fast_and_worse(demo: DemoData) -> None:

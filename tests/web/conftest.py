@@ -243,8 +243,8 @@ def count_rows(url: str, model: type, **where: object) -> int:
         engine.dispose()
 
 
-def make_token(demo: Demo, username: str, role: str) -> str:
-    """A new API token of ``username`` for ``role`` in the demo project."""
+def make_token(demo: Demo, username: str, role: str, project_id: int | None = None) -> str:
+    """A new API token of ``username`` for ``role`` in the demo project (or another)."""
     from labelloop.accounts import tokens
     from labelloop.accounts.roles import Role
 
@@ -252,7 +252,11 @@ def make_token(demo: Demo, username: str, role: str) -> str:
     try:
         with session_scope(make_session_factory(engine)) as s:
             return tokens.create_token(
-                s, actor=OPERATOR, username=username, project_id=demo.project_id, role=Role(role)
+                s,
+                actor=OPERATOR,
+                username=username,
+                project_id=project_id or demo.project_id,
+                role=Role(role),
             ).plaintext
     finally:
         engine.dispose()

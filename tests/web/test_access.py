@@ -58,6 +58,25 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/me"): SIGNED_IN,
     ("GET", "/api/v1/projects"): SIGNED_IN,
     ("GET", "/api/v1/projects/{project_id}"): MEMBERS,
+    # guidelines: members read and acknowledge, leads edit and publish
+    ("GET", "/projects/{project_id}/guidelines"): MEMBERS,
+    ("GET", "/projects/{project_id}/guidelines/diff"): MEMBERS,
+    ("GET", "/projects/{project_id}/guidelines/read"): MEMBERS,
+    ("POST", "/projects/{project_id}/guidelines/acknowledge"): MEMBERS,
+    ("GET", "/projects/{project_id}/guidelines/draft"): LEADS,
+    ("POST", "/projects/{project_id}/guidelines/draft"): LEADS,
+    ("POST", "/projects/{project_id}/guidelines/draft/discard"): LEADS,
+    ("GET", "/projects/{project_id}/guidelines/draft/rules/{key}"): LEADS,
+    ("POST", "/projects/{project_id}/guidelines/draft/rules/{key}"): LEADS,
+    ("POST", "/projects/{project_id}/guidelines/publish"): LEADS,
+    ("GET", "/api/v1/projects/{project_id}/guidelines"): MEMBERS,
+    ("GET", "/api/v1/projects/{project_id}/guidelines/versions"): MEMBERS,
+    ("GET", "/api/v1/projects/{project_id}/guidelines/diff"): MEMBERS,
+    ("GET", "/api/v1/projects/{project_id}/guidelines/pending"): MEMBERS,
+    ("POST", "/api/v1/projects/{project_id}/guidelines/acknowledge"): MEMBERS,
+    ("PUT", "/api/v1/projects/{project_id}/guidelines/draft"): LEADS,
+    ("DELETE", "/api/v1/projects/{project_id}/guidelines/draft"): LEADS,
+    ("POST", "/api/v1/projects/{project_id}/guidelines/publish"): LEADS,
     ("GET", "/api/v1/projects/{project_id}/items"): MEMBERS,
     ("POST", "/api/v1/projects/{project_id}/annotations"): ANNOTATORS,
     ("POST", "/api/v1/projects/{project_id}/work/next"): ANNOTATORS,
@@ -110,6 +129,11 @@ FORMS: dict[str, dict[str, str]] = {
     "/projects/{project_id}/work/{item_id}": {"value": "billing"},
     "/projects/{project_id}/work/{item_id}/skip": {"reason": "access table"},
     "/projects/{project_id}/queue": {"overlap": "0", "gold_rate": "0.1", "lease_minutes": "30"},
+    "/projects/{project_id}/guidelines/acknowledge": {"version": "99.99"},
+    "/projects/{project_id}/guidelines/draft": {"title": ""},
+    "/projects/{project_id}/guidelines/draft/discard": {},
+    "/projects/{project_id}/guidelines/draft/rules/{key}": {"id": "", "title": "t"},
+    "/projects/{project_id}/guidelines/publish": {"note": " "},
 }
 JSON_BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/projects/{project_id}/annotations": {"item_id": NOWHERE, "value": "billing"},
@@ -122,6 +146,12 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/projects/{project_id}/audit-policies/{policy}": {"active": True},
     "/api/v1/projects/{project_id}/audit-policies/{policy}/runs": {},
     "/api/v1/audit-runs/{run_id}/close": {},
+    "/api/v1/projects/{project_id}/guidelines/acknowledge": {"version": "99.99"},
+    "/api/v1/projects/{project_id}/guidelines/draft": {
+        "title": "t",
+        "rules": [{"id": "R1", "title": "x", "labels": ["no-such-label"]}],
+    },
+    "/api/v1/projects/{project_id}/guidelines/publish": {"note": "access table"},
 }
 
 
@@ -166,6 +196,7 @@ def _url(path: str, demo: Demo, method: str = "GET") -> str:
         policy=policy,
         policy_id=NOWHERE,
         item_id=NOWHERE,
+        key="R999",
     )
 
 

@@ -120,10 +120,10 @@ def test_lead_dashboard_charts_render(browser: Any, server: str, demo: Demo, bac
         p.login("demo.lead")
         p.page.goto(f"{server}/projects/{demo.project_id}")
         p.page.wait_for_function(
-            "window.labelloopCharts && Object.keys(window.labelloopCharts).length === 5"
+            "window.labelloopCharts && Object.keys(window.labelloopCharts).length === 6"
         )
         canvases = p.page.query_selector_all("canvas[data-chart]")
-        assert len(canvases) == 5
+        assert len(canvases) == 6  # with the guideline-version chart (the demo has two)
         for canvas in canvases:
             painted = canvas.evaluate(CANVAS_FILLED)
             assert painted > 500, canvas.get_attribute("data-chart")

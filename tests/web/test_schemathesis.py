@@ -109,6 +109,20 @@ STATED_RULES: list[tuple[str, str | None, str]] = [
     ("POST /projects/{project_id}/annotations", r"uncertain_reason", r"a reason is required"),
     # external ids are unique within a batch
     ("POST /projects/{project_id}/items", r"items\.\d+\.external_id", r"repeats item"),
+    # a guideline's labels must be the project's; exemplars name its items and labels
+    *(
+        (
+            op,
+            r"rules\[\d+\]\.(labels\[\d+\]|exemplars\[\d+\]\.(item|label)(\..*|\[.*)?)",
+            ".*",
+        )
+        for op in (
+            "PUT /projects/{project_id}/guidelines/draft",
+            "POST /projects/{project_id}/guidelines/publish",
+        )
+    ),
+    # rule ids are unique within a guideline, and 'new' is the editor's
+    ("PUT /projects/{project_id}/guidelines/draft", r"rules\[\d+\]\.id", r"is also|reserved"),
     # an Idempotency-Key names one request: the same key with another body is a 422
     ("*", None, r"Idempotency-Key was already used with a different request body"),
 ]
@@ -253,38 +267,40 @@ def stated_rules(context: Any, failure: Any, case: Any, response: Any) -> bool:
     return True
 
 
-def _schema(contract: Contract) -> Any:
+def _schema(contract: Contract, *, guidelines: bool = False) -> Any:
+    """The app's schema with the hooks: every operation but the guidelines', or (with
+    ``guidelines``) only those. Two runs keep each one's generated stream apart: new
+    operations in one run would reshuffle what the other's scenarios reach."""
     config = schemathesis.Config.from_dict(
         {
             "seed": SEED,
             "headers": bearer(contract.token),
             "generation": {"max-examples": EXAMPLES, "deterministic": True},
             "phases": {
-                "stateful": {"generation": {"max-examples": SCENARIOS, "deterministic": True}}
+                # the guideline operations have no links to follow
+                "stateful": {"enabled": False}
+                if guidelines
+                else {"generation": {"max-examples": SCENARIOS, "deterministic": True}}
             },
         }
     )
     schema = schemathesis.openapi.from_asgi("/openapi.json", contract.app, config=config)
     schema.hook("flatmap_body")(realistic_labels)
     schema.hook("filter_failure")(stated_rules)
-    return schema
+    if guidelines:
+        return schema.include(path_regex="/guidelines")
+    return schema.exclude(path_regex="/guidelines")
 
 
-def test_api_keeps_its_contract(contract: Contract) -> None:
-    """Every check of every phase passes, and the run reached real records."""
-    base, headers = f"{PREFIX}/projects/{contract.demo.project_id}", bearer(contract.token)
-    with TestClient(contract.app) as client:
-        project = client.get(base, headers=headers).json()
-        # the policy the schema's examples name (as `labelloop demo` has it)
-        r = client.post(f"{base}/audit-policies", json=EXAMPLE_POLICY, headers=headers)
-        assert r.status_code == 201, r.text
-    contract.labels = [lab["name"] for lab in project["schema"]["labels"]]
+def _run(contract: Contract, schema: Any) -> list[str]:
+    """Run every phase of schemathesis on ``schema``; the failures (statuses are
+    counted in ``contract.statuses``)."""
     CURRENT.append(contract)
     failures: list[str] = []
     phases: Counter[str] = Counter()
     started = time.perf_counter()
     try:
-        for event in from_schema(_schema(contract)).execute():
+        for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
                 phases[event.phase.value] += event.elapsed_time
                 recorder = event.recorder
@@ -309,7 +325,49 @@ def test_api_keeps_its_contract(contract: Contract) -> None:
         print(k, v)
     for n, count in sorted(DROPPED.items()):
         print(f"stated rule {STATED_RULES[n]}: {count}")
+    return failures
+
+
+def test_api_keeps_its_contract(contract: Contract) -> None:
+    """Every check of every phase passes, and the run reached real records."""
+    base, headers = f"{PREFIX}/projects/{contract.demo.project_id}", bearer(contract.token)
+    with TestClient(contract.app) as client:
+        project = client.get(base, headers=headers).json()
+        # the policy the schema's examples name (as `labelloop demo` has it)
+        r = client.post(f"{base}/audit-policies", json=EXAMPLE_POLICY, headers=headers)
+        assert r.status_code == 201, r.text
+        # the lead has read the demo's guideline (else the queue holds their next item)
+        pending = client.get(f"{base}/guidelines/pending", headers=headers).json()["version"]
+        if pending is not None:
+            ack = {"version": pending}
+            r = client.post(f"{base}/guidelines/acknowledge", json=ack, headers=headers)
+            assert r.status_code == 200, r.text
+    contract.labels = [lab["name"] for lab in project["schema"]["labels"]]
+    failures = _run(contract, _schema(contract))
     assert not failures, "\n\n".join(dict.fromkeys(failures))
     succeeded = {op for (op, status), _ in contract.statuses.items() if 200 <= status < 300}
     missing = [op for op in MUST_SUCCEED if op not in succeeded]
+    assert not missing, f"never answered 2xx: {missing}"
+
+
+#: Guideline operations that must have answered 2xx at least once.
+GUIDELINES_MUST_SUCCEED = (
+    "GET /projects/{project_id}/guidelines",
+    "GET /projects/{project_id}/guidelines/versions",
+    "GET /projects/{project_id}/guidelines/diff",
+    "GET /projects/{project_id}/guidelines/pending",
+    "PUT /projects/{project_id}/guidelines/draft",
+)
+
+
+def test_guideline_api_keeps_its_contract(contract: Contract) -> None:
+    """The guideline operations on their own (the demo has published versions)."""
+    with TestClient(contract.app) as client:
+        base = f"{PREFIX}/projects/{contract.demo.project_id}"
+        project = client.get(base, headers=bearer(contract.token)).json()
+    contract.labels = [lab["name"] for lab in project["schema"]["labels"]]
+    failures = _run(contract, _schema(contract, guidelines=True))
+    assert not failures, "\n\n".join(dict.fromkeys(failures))
+    succeeded = {op for (op, status), _ in contract.statuses.items() if 200 <= status < 300}
+    missing = [op for op in GUIDELINES_MUST_SUCCEED if op not in succeeded]
     assert not missing, f"never answered 2xx: {missing}"

@@ -25,6 +25,7 @@ class Permission(StrEnum):
     AUDIT_MANAGE = "audit.manage"
     AUDIT_REVIEW = "audit.review"
     ADJUDICATE = "adjudicate"
+    GUIDELINE_EDIT = "guideline.edit"  # edit the draft, publish versions
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {

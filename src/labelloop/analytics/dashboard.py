@@ -11,6 +11,8 @@ time, active seconds) and everything is computed on those arrays with
   bootstrap interval (weeks with fewer than :data:`MIN_PAIRABLE_ITEMS` items labelled
   twice are listed without a value);
 * the audit error rate per closed cycle with its CI, and findings by error category;
+* by guideline version (when annotations record one): alpha with its bootstrap CI and
+  the audit error rate of reviewed units (Wilson CI), so a rule change shows its effect;
 * turnaround: per item, the hours from its first submitted annotation to its second (the
   moment it can enter agreement and consensus), median and 90th percentile per ISO week
   of the second annotation;
@@ -37,8 +39,10 @@ from labelloop.analytics.schemas import Chart, Overview, ScoreRow
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, AuditUnit
 from labelloop.audits.population import label_from_json_text, project_filter, sql_epoch
+from labelloop.guidelines.schemas import version_order
 from labelloop.projects.models import Annotation, GoldLabel, Project
 from labelloop.stats import DawidSkene, Ratings, krippendorff_alpha
+from labelloop.stats.sampling import wilson_interval
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -62,6 +66,9 @@ class Columns:
     categories: list[str]
     submitted: FloatArray  # epoch seconds, NaN without a submit time
     active: FloatArray  # active seconds, NaN when not recorded
+    #: guideline version codes, indexing ``versions`` (the numbers, None for none)
+    version: IntArray | None = None
+    versions: list[str | None] | None = None
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
@@ -118,14 +125,16 @@ def read_columns(session: Session, project: Project) -> Columns:
             cast(a.value, Text),
             _epoch_seconds(session, a.submitted_at),
             a.active_seconds,
+            a.guideline_version,
         )
         .where(where, a.id <= max_id)
         .order_by(a.id)
     )
     codes: dict[str | None, int] = {}
+    version_codes: dict[str | None, int] = {}
     parts: list[tuple[Any, ...]] = []
     for batch in _chunks(session, stmt):
-        items, anns, texts, subs, acts = zip(*batch, strict=True)
+        items, anns, texts, subs, acts, vers = zip(*batch, strict=True)
         n = len(batch)
         parts.append(
             (
@@ -136,6 +145,11 @@ def read_columns(session: Session, project: Project) -> Columns:
                 ),
                 _floats(subs),
                 _floats(acts),
+                np.fromiter(
+                    (version_codes.setdefault(v, len(version_codes)) for v in vers),
+                    dtype=np.int64,
+                    count=n,
+                ),
             )
         )
     keys = [label_from_json_text(text) for text in codes]  # by code
@@ -155,6 +169,8 @@ def read_columns(session: Session, project: Project) -> Columns:
         categories=categories,
         submitted=cols[3],
         active=cols[4],
+        version=cols[5],
+        versions=list(version_codes),
     )
 
 
@@ -199,6 +215,9 @@ def compute(session: Session, project: Project) -> tuple[Overview, int]:
     ov.charts.append(_turnaround(cols, day))
     ov.charts.append(_audit_trend(session, project))
     ov.charts.append(_categories(session, project))
+    by_version = _guideline_versions(session, project, cols)
+    if by_version is not None:
+        ov.charts.append(by_version)
     ov.scorecard = _scorecard(session, project, cols, gold)
     return ov, cols.max_id
 
@@ -391,6 +410,115 @@ def _audit_trend(session: Session, project: Project) -> Chart:
     )
 
 
+def _first_reviews(project: Project, key: Any, *, closed_only: bool = False) -> Any:
+    """(key, verdict) of the first reviews of the project's audit units with a verdict
+    of correct or incorrect (double reviews measure the reviewers, not the work)."""
+    stmt = (
+        select(key, AuditReview.verdict)
+        .join(AuditReview, AuditReview.unit_id == AuditUnit.id)
+        .join(AuditRun, AuditRun.id == AuditUnit.run_id)
+        .join(AuditAssignment, AuditAssignment.id == AuditReview.assignment_id)
+        .where(
+            AuditRun.project_id == project.id,
+            AuditReview.verdict.in_(("correct", "incorrect")),
+            AuditAssignment.double.is_(False),
+        )
+    )
+    return stmt.where(AuditRun.status == "closed") if closed_only else stmt
+
+
+def _tally(rows: Any, key: Any) -> dict[Any, list[int]]:
+    """[incorrect, judged] per ``key(row key)``."""
+    out: dict[Any, list[int]] = {}
+    for k, verdict in rows:
+        counts = out.setdefault(key(k), [0, 0])
+        counts[0] += verdict == "incorrect"
+        counts[1] += 1
+    return out
+
+
+def _audit_errors_by_version(session: Session, project: Project) -> dict[str | None, list[int]]:
+    """[errors, judged] per guideline version over the first reviews of closed runs."""
+    rows = session.execute(_first_reviews(project, AuditUnit.snapshot, closed_only=True))
+    return _tally(rows.tuples(), lambda snapshot: (snapshot or {}).get("guideline_version"))
+
+
+def _guideline_versions(session: Session, project: Project, cols: Columns) -> Chart | None:
+    """Alpha and the audit error rate per guideline version the annotations were made
+    under, with 95% intervals (None when no annotation records a version). Alpha:
+    Krippendorff's nominal alpha over the items labelled twice under that version, item
+    bootstrap. Error rate: reviewed units of every closed cycle pooled, unweighted, with
+    a Wilson interval (the reports give the design-weighted estimate per cycle)."""
+    if cols.version is None or not cols.versions or all(v is None for v in cols.versions):
+        return None
+    errors = _audit_errors_by_version(session, project)
+    labels: list[str] = []
+    series: dict[str, list[Any]] = {k: [] for k in ("a", "al", "ah", "e", "el", "eh")}
+    table: list[list[str]] = []
+    for code, version in sorted(enumerate(cols.versions), key=lambda cv: version_order(cv[1])):
+        rows = np.flatnonzero(cols.version == code)
+        name = version or "none"
+        alpha = ci = None
+        items = cols.item[rows]
+        _, per_item = np.unique(items, return_counts=True)
+        if int((per_item >= 2).sum()) >= MIN_PAIRABLE_ITEMS:
+            ratings = Ratings.from_long(items, cols.annotator[rows], cols.label[rows])
+            res = krippendorff_alpha(ratings, level="nominal", n_boot=BOOTSTRAP_RESAMPLES, seed=0)
+            alpha, ci = res.value, res.ci or (None, None)
+        k, n = errors.get(version, [0, 0])
+        rate = wilson_interval(k / n, n, confidence=0.95) if n else None
+        labels.append(name)
+        for key, value in zip(
+            ("a", "al", "ah", "e", "el", "eh"),
+            (alpha, *(ci or (None, None)), *((k / n, *rate) if rate else (None, None, None))),
+            strict=True,
+        ):
+            series[key].append(_r(value))
+        table.append(
+            [
+                name,
+                str(len(rows)),
+                _fmt(alpha),
+                f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "–",
+                f"{k} / {n}" if n else "–",
+                _fmt(k / n, pct=True) if n else "–",
+                f"[{_fmt(rate[0], pct=True)}, {_fmt(rate[1], pct=True)}]" if rate else "–",
+            ]
+        )
+    return Chart(
+        id="guideline-versions",
+        title="By guideline version: agreement and audit error rate, with 95% CI",
+        kind="line",
+        labels=labels,
+        series=[
+            {
+                "name": "alpha",
+                "data": series["a"],
+                "band": [series["al"], series["ah"]],
+                "axis": "y",
+            },
+            {
+                "name": "audit error rate",
+                "data": series["e"],
+                "band": [series["el"], series["eh"]],
+                "axis": "y",
+            },
+        ],
+        columns=[
+            "version",
+            "annotations",
+            "alpha",
+            "95% CI",
+            "errors / reviewed",
+            "error rate",
+            "95% CI",
+        ],
+        rows=table,
+        note="Error rate: first reviews of every closed audit cycle pooled, unweighted "
+        "(Wilson interval); the audit report gives design-weighted estimates per cycle.",
+    )
+
+
 def _categories(session: Session, project: Project) -> Chart:
     counts = (
         session.execute(
@@ -483,21 +611,8 @@ def _scorecard(
     flagged = flagged_per_annotator(session, project, cols.max_id)
     medians = _group_medians(cols.active, ann, n_ann)
 
-    audit: dict[int, list[int]] = {}  # annotator -> [incorrect, judged]
-    for annotator_id, verdict in session.execute(
-        select(AuditUnit.annotator_id, AuditReview.verdict)
-        .join(AuditReview, AuditReview.unit_id == AuditUnit.id)
-        .join(AuditRun, AuditRun.id == AuditUnit.run_id)
-        .join(AuditAssignment, AuditAssignment.id == AuditReview.assignment_id)
-        .where(
-            AuditRun.project_id == project.id,
-            AuditReview.verdict != "unsure",
-            AuditAssignment.double.is_(False),
-        )
-    ).tuples():
-        counts = audit.setdefault(annotator_id, [0, 0])
-        counts[1] += 1
-        counts[0] += verdict == "incorrect"
+    # annotator -> [incorrect, judged]
+    audit = _tally(session.execute(_first_reviews(project, AuditUnit.annotator_id)).tuples(), int)
     ids = [int(a) for a in uann.tolist()]
     names = dict(
         session.execute(select(User.id, User.username).where(User.id.in_(ids))).tuples().all()

@@ -71,6 +71,8 @@ class Population:
     submitted: FloatArray  # epoch seconds; NaN when the annotation has no submit time
     _facts: dict[str, Any]  # per item id: "segments" and "tags", read on first use
     _session: Session | None = None
+    #: the guideline version each annotation was made under (None: unknown or none)
+    guideline_version: ObjArray | None = None
 
     def _load_facts(self) -> None:
         if not self._facts.get("complete"):
@@ -124,6 +126,7 @@ class Population:
             self.submitted[mask],
             self._facts,
             self._session,
+            None if self.guideline_version is None else self.guideline_version[mask],
         )
 
     def item_values(self, fn: Any) -> ObjArray:
@@ -238,6 +241,7 @@ def load_population(
             cast(a.value, Text) if labels else null(),
             a.source,
             sql_epoch(session, a.submitted_at) if times else null(),
+            a.guideline_version,
         )
         .where(project_filter(session, a, project.id), when >= start, when < end)
         .order_by(a.id)
@@ -258,11 +262,13 @@ def load_population(
         return Population(
             empty_i, empty_i, empty_i, empty_o, empty_o, np.zeros(0), {"segments": {}, "tags": {}}
         )
-    aid, iid, ann, value_text, source, submitted = zip(*raw, strict=True)
+    aid, iid, ann, value_text, source, submitted, version = zip(*raw, strict=True)
     label_col = np.empty(len(raw), dtype=object)
     label_col[:] = [label_from_json_text(t) for t in value_text] if labels else ""
     sources = np.empty(len(raw), dtype=object)
     sources[:] = source
+    versions = np.empty(len(raw), dtype=object)
+    versions[:] = version
     pop = Population(
         np.asarray(aid, dtype=np.int64),
         np.asarray(iid, dtype=np.int64),
@@ -274,6 +280,7 @@ def load_population(
         else np.full(len(raw), np.nan),
         {},
         session,
+        versions,
     )
     mask = np.ones(len(pop), dtype=bool)
     if flt.segments:

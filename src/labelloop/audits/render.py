@@ -106,6 +106,31 @@ def _sections(
                 ],
             )
         )
+    if rep.get("by_guideline_version"):
+        out.append(
+            (
+                "By guideline version",
+                [
+                    "version",
+                    "annotations",
+                    "reviewed",
+                    "errors",
+                    "error rate [CI] (n)",
+                    "alpha [CI]",
+                ],
+                [
+                    [
+                        text(g["version"] or "none"),
+                        str(g["annotations"]),
+                        str(g["reviewed"]),
+                        str(g["errors"]),
+                        _pct(g["error_rate"]),
+                        _num(g["krippendorff_alpha"]),
+                    ]
+                    for g in rep["by_guideline_version"]
+                ],
+            )
+        )
     for seg, groups in er.get("by_segment", {}).items():
         out.append(
             (

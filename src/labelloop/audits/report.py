@@ -48,6 +48,7 @@ from labelloop.audits.population import (
     tagged_items,
 )
 from labelloop.audits.schemas import SEVERITY_WEIGHT, PolicySpec
+from labelloop.guidelines.schemas import version_order
 from labelloop.projects.models import Annotation, GoldLabel, Item, Project
 from labelloop.stats import sampling
 from labelloop.stats._data import Ratings
@@ -139,6 +140,7 @@ class _Unit:
     reviewed_at: datetime | None = None
     late: bool | None = None
     hour: int | None = None
+    guideline_version: str | None = None
 
 
 def _time_of_day(hour: int) -> str:
@@ -294,6 +296,64 @@ def _domain(
     return out
 
 
+def _pairable_ratings(pop: Any) -> Ratings | None:
+    """The nominal ratings of the items labelled at least twice, or None."""
+    item_codes, item_counts = np.unique(pop.item_id, return_counts=True)
+    pairable = np.isin(pop.item_id, item_codes[item_counts >= 2])
+    if not pairable.any():
+        return None
+    return Ratings.from_long(
+        pop.item_id[pairable], pop.annotator_id[pairable], pop.label[pairable].astype(str)
+    )
+
+
+def _alpha_json(ratings: Ratings, seed: int) -> dict[str, Any]:
+    """Krippendorff's nominal alpha with its percentile bootstrap CI (``N_BOOT``)."""
+    from labelloop.stats import _alpha
+
+    try:
+        res = _alpha.krippendorff_alpha(ratings, level="nominal", n_boot=N_BOOT, seed=seed)
+    except ValueError as exc:
+        return {"value": None, "reason": str(exc)}
+    return _agreement_json(res)
+
+
+def _by_guideline_version(
+    judged: Sequence[_Unit], pop: Any, design: str, confidence: float, seed: int
+) -> list[dict[str, Any]]:
+    """Error rate and alpha among the annotations made under each guideline version
+    (``null``: before the first), so a rule change shows its effect. The error rate is
+    the design-weighted domain estimate of the judged units of that version (as
+    ``by_label``); alpha is Krippendorff's nominal alpha over the items with at least
+    two labels of that version, with a bootstrap CI. Empty when no annotation of the
+    window records a version."""
+    versions = pop.guideline_version
+    if versions is None or not any(v is not None for v in versions):
+        return []
+    rates = {
+        d["group"]: d
+        for d in _domain(judged, lambda u: u.guideline_version or "", design, confidence)
+    }
+    out = []
+    for version in sorted({v for v in versions}, key=version_order):
+        mask = np.asarray([v == version for v in versions], dtype=bool)
+        ratings = _pairable_ratings(pop.take(mask))
+        rate = rates.get(version or "")
+        out.append(
+            {
+                "version": version,
+                "annotations": int(mask.sum()),
+                "reviewed": rate["reviewed"] if rate else 0,
+                "errors": rate["errors"] if rate else 0,
+                "error_rate": rate["error_rate"] if rate else {"value": None, "ci": None, "n": 0},
+                "krippendorff_alpha": _alpha_json(ratings, seed)
+                if ratings is not None
+                else {"value": None, "reason": "no item labelled twice under this version"},
+            }
+        )
+    return out
+
+
 def compute_report(
     session: Session, run: AuditRun, *, previous: AuditRun | None = None
 ) -> dict[str, Any]:
@@ -322,6 +382,7 @@ def compute_report(
             submitted_at=parse_time(snap.get("submitted_at")),
             segments=snap.get("segments") or {},
             tags=snap.get("tags") or [],
+            guideline_version=snap.get("guideline_version"),
         )
     reviews = (
         session.execute(
@@ -433,21 +494,11 @@ def compute_report(
 
     # ---- agreement among annotators, and between double reviewers
     agreement: dict[str, Any] = {}
-    item_codes, item_counts = np.unique(pop.item_id, return_counts=True)
-    pairable = np.isin(pop.item_id, item_codes[item_counts >= 2])
-    if pairable.any():
-        from labelloop.stats import _alpha, _kappa
+    ratings = _pairable_ratings(pop)
+    if ratings is not None:
+        from labelloop.stats import _kappa
 
-        ratings = Ratings.from_long(
-            pop.item_id[pairable], pop.annotator_id[pairable], pop.label[pairable].astype(str)
-        )
-        try:
-            alpha = _alpha.krippendorff_alpha(
-                ratings, level="nominal", n_boot=N_BOOT, seed=run.seed
-            )
-            agreement["krippendorff_alpha"] = _agreement_json(alpha)
-        except ValueError as exc:
-            agreement["krippendorff_alpha"] = {"value": None, "reason": str(exc)}
+        agreement["krippendorff_alpha"] = _alpha_json(ratings, run.seed)
         try:
             pw = _kappa.pairwise_kappa(ratings)
             pairs: list[dict[str, Any]] = []
@@ -490,6 +541,9 @@ def compute_report(
         except ValueError as exc:
             agreement["reviewers"]["krippendorff_alpha"] = {"value": None, "reason": str(exc)}
     report["agreement"] = agreement
+    report["by_guideline_version"] = _by_guideline_version(
+        judged, pop, design, confidence, run.seed
+    )
 
     # ---- gold and consensus
     item_ids = np.unique(pop.item_id).tolist()
@@ -509,7 +563,7 @@ def compute_report(
         "items": len(set(pop.item_id[on_gold].tolist())),
     }
     consensus: dict[str, Any] = {"method": "dawid-skene"}
-    if pairable.any():
+    if ratings is not None:
         from labelloop.stats.inference import DawidSkene
 
         ds = DawidSkene(max_iter=100).fit(ratings)

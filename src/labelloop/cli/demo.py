@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -174,11 +174,17 @@ def demo_cmd(
             "sample / population",
             "error rate [95% CI]",
             "patterns",
+            "by guideline version",
             title="audit cycles (policy weekly-quality)",
         )
         for cyc in cycles:
             audit_table.add_row(
-                cyc["run"], cyc["window"], cyc["size"], cyc["error_rate"], cyc["patterns"]
+                cyc["run"],
+                cyc["window"],
+                cyc["size"],
+                cyc["error_rate"],
+                cyc["patterns"],
+                cyc["versions"],
             )
         console.print(audit_table)
         console.print(
@@ -198,10 +204,21 @@ def demo_cmd(
         f"labelloop export --project {name} --format csv -o demo.csv{db}",
         "labelloop stats agreement demo.csv --item item_id --annotator annotator --label label",
         f"labelloop audit trend weekly-quality --project {name}{db}",
+        f"labelloop guidelines diff --project {name} 1.0 1.1{db}",
         f"labelloop audit report {cycles[-1]['run'] if cycles else 1} --format html -o report.html{db}",
         f"labelloop trail verify{db}",
     ):
         console.print(f"  [bold]{line}[/]", highlight=False, soft_wrap=True)
+
+
+def _versions(report: dict[str, Any]) -> str:
+    """``1.0: 18.2% · 1.1: 12.0%``: the error rate under each guideline version."""
+    parts = []
+    for v in report.get("by_guideline_version", []):
+        value = v["error_rate"].get("value")
+        rate = "-" if value is None else f"{value:.1%}"
+        parts.append(f"{v['version'] or 'none'}: {rate} (n={v['reviewed']})")
+    return " · ".join(parts) or "-"
 
 
 def _run_audits(engine: Engine, summary: DemoSummary, reports_dir: Path) -> list[dict[str, str]]:
@@ -239,6 +256,7 @@ def _run_audits(engine: Engine, summary: DemoSummary, reports_dir: Path) -> list
                     if overall.get("value") is not None
                     else "-",
                     "patterns": str(len(run.report["patterns"])),
+                    "versions": _versions(run.report),
                     "report": str(stem.with_suffix(".html").resolve()),
                 }
             )

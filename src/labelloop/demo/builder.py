@@ -25,6 +25,7 @@ from labelloop.accounts import service as accounts
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
 from labelloop.accounts.roles import Role
+from labelloop.demo import guideline
 from labelloop.demo.simulate import PROJECT_NAME, AnnotatorProfile, DemoData, simulate
 from labelloop.projects import service as projects
 from labelloop.projects.importer import import_records
@@ -262,6 +263,8 @@ def _build(
     )
     if progress is not None:
         progress(total, total)
+    team = [accounts.get_user(session, p.username) for p in data.annotators]
+    guideline.publish_versions(session, actor=actor, project=project, data=data, annotators=team)
     # the user.create events never hold a hash, so setting it afterwards changes no event
     for user_id, password_hash in logins:
         login = session.get(User, user_id)

@@ -54,7 +54,7 @@ MODEL_VERSION = "2026.10"
 GOLD_SOURCE = "expert"
 START = datetime(2026, 9, 28, tzinfo=UTC)  # a Monday
 DAYS = 42
-GUIDELINE_CHANGE_DAY = 21  # annotations submitted from this day on are under guideline 1.1
+GUIDELINE_CHANGE_DAY = 31  # annotations submitted from this day on are under guideline 1.1
 TOO_FAST_SECONDS = 3.0
 MAX_BREAK = 1200.0  # seconds: the longest pause inside a session
 SESSION_GAP = 1800.0  # seconds: the shortest pause between two sessions
@@ -126,6 +126,8 @@ class AnnotatorProfile:
     shift_start_hour: int  # UTC
     session_length: tuple[int, int]  # inclusive range of items per session
     confused_pair: tuple[str, str] | None = None
+    #: the confusion matrix once guideline 1.1 clarified the confused pair (confuser only)
+    clarified: FloatArray | None = None
     fatigue_onset: int | None = None
     fatigue_ramp: int = 25
     fatigue_max: float = 0.0
@@ -247,6 +249,18 @@ def _confusion(
     return np.asarray(off + np.diag(diag), dtype=np.float64)
 
 
+def _with_pair(confusion: FloatArray, forward: float, backward: float) -> FloatArray:
+    """``confusion`` with P(billing | refund) = ``forward`` and P(refund | billing) =
+    ``backward`` (the rest of each row rescaled)."""
+    out = confusion.copy()
+    t, g = LABELS.index(CONFUSED_PAIR[0]), LABELS.index(CONFUSED_PAIR[1])
+    for row, col, p in ((t, g, forward), (g, t, backward)):
+        rest = 1 - out[row, col]
+        out[row] *= (1 - p) / rest
+        out[row, col] = p
+    return out
+
+
 def _team(rng: np.random.Generator) -> tuple[AnnotatorProfile, ...]:
     profiles = []
     hours = (7, 8, 9, 12, 13, 14)
@@ -278,14 +292,10 @@ def _team(rng: np.random.Generator) -> tuple[AnnotatorProfile, ...]:
                 **common,
             )
         elif kind == "confuser":
-            confusion = _confusion(rng, 0.91)
-            t, g = LABELS.index(CONFUSED_PAIR[0]), LABELS.index(CONFUSED_PAIR[1])
-            for row, col, p in ((t, g, 0.45), (g, t, 0.25)):
-                rest = 1 - confusion[row, col]
-                confusion[row] *= (1 - p) / rest
-                confusion[row, col] = p
+            base = _confusion(rng, 0.91)
             profile = AnnotatorProfile(
-                confusion=confusion,
+                confusion=_with_pair(base, 0.55, 0.35),
+                clarified=_with_pair(base, 0.15, 0.08),
                 edge_slip=0.2,
                 speed=1.0,
                 workload=1.0,
@@ -546,7 +556,9 @@ def _label(
     annotators: IntArray,
     position: IntArray,
     team: tuple[AnnotatorProfile, ...],
+    clarified: npt.NDArray[np.bool_],
 ) -> IntArray:
+    """The labels given; ``clarified`` marks work done under guideline 1.1."""
     k = len(LABELS)
     true = tickets.intent[items]
     probs = np.empty((len(items), k))
@@ -554,7 +566,11 @@ def _label(
     for profile in team:
         rows = annotators == profile.index
         f = profile.fatigue(position[rows])[:, None]
-        probs[rows] = (1 - f) * profile.confusion[true[rows]] + f / k
+        base = profile.confusion[true[rows]]
+        if profile.clarified is not None:
+            after = clarified[rows]
+            base[after] = profile.clarified[true[rows][after]]
+        probs[rows] = (1 - f) * base + f / k
         slip[rows] = profile.edge_slip
     cum = np.cumsum(probs, axis=1)
     draw = rng.random(len(items))[:, None] * cum[:, -1:]
@@ -651,7 +667,8 @@ def simulate(seed: int = 7, n_items: int = 2000, *, gold_fraction: float = 0.05)
     session, position, started, submitted, active = _schedule(
         r_work, tickets, a_item, a_annotator, team
     )
-    given = _label(r_work, tickets, a_item, a_annotator, position, team)
+    change = GUIDELINE_CHANGE_DAY * 86400.0
+    given = _label(r_work, tickets, a_item, a_annotator, position, team, submitted >= change)
     order = np.lexsort((started, a_item))  # by item, then time
     a_item, a_annotator, session, position = (
         a_item[order],
@@ -665,7 +682,6 @@ def simulate(seed: int = 7, n_items: int = 2000, *, gold_fraction: float = 0.05)
         active[order],
         given[order],
     )
-    change = GUIDELINE_CHANGE_DAY * 86400.0
     annotations = [
         AnnotationRecord(
             item_external_id=ids[a_item[j]],

@@ -920,8 +920,10 @@ def _write_parquet(
 
 
 def _parquet_cell(key: str, value: Any) -> Any:
-    """Labels and other non-scalar values as JSON text, so each column has one type."""
-    if key in ("label", "gold"):
+    """Labels, segment values and other non-scalar values as text, so each column has
+    one type (segments are whatever each item says: a year in one, a name in another,
+    or an integer beyond 64 bits)."""
+    if key in ("label", "gold") or key.startswith("segment_"):
         return None if value is None else (_cell(value) if not isinstance(value, str) else value)
     if isinstance(value, list | dict | tuple):
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

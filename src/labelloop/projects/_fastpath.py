@@ -1074,6 +1074,10 @@ def run(
 ) -> FastResult:
     """Import ``path`` the columnar way, or raise :class:`Fallback` (the caller rolls
     back what was written and uses the record path)."""
+    from labelloop.guidelines.timeline import timeline
+
+    if timeline(session, project.id).numbers:
+        raise Fallback("the project has guideline versions to stamp on each annotation")
     plan, batches = _csv_batches(path, options) if fmt == "csv" else _parquet_batches(path, options)
     fast = _Fast(
         session,

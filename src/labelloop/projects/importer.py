@@ -67,6 +67,7 @@ from labelloop.formats.records import (
     SkippedRecord,
     TaskType,
 )
+from labelloop.guidelines.timeline import timeline as guideline_timeline
 from labelloop.identifiers import problem
 from labelloop.projects.models import Annotation, GoldLabel, ImportBatch, Item, Prediction, Project
 from labelloop.store.base import utcnow
@@ -489,6 +490,9 @@ class _Run:
             # a bigger page cache for this connection keeps index inserts off the disk
             session.connection().exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
         self.now = utcnow()
+        # the guideline version in force when each annotation was made (at import time
+        # for one without a submission time), unless the file names it
+        self.guideline_at = guideline_timeline(session, project.id).at
         self.issues = _Issues()
         self.notices: list[str] = []
         self.c = _Counts()
@@ -866,7 +870,7 @@ class _Run:
                         if sqlite and submitted is not None and submitted.tzinfo is UTC
                         else ts(submitted),
                         rec.active_seconds,
-                        rec.guideline_version,
+                        rec.guideline_version or self.guideline_at(submitted or self.now),
                         src,
                         jv(flags) if flags else "[]",
                         now,
@@ -880,7 +884,10 @@ class _Run:
                 "started_at": rec.started_at,
                 "submitted_at": rec.submitted_at,
                 "active_seconds": rec.active_seconds,
-                "guideline_version": rec.guideline_version,
+                # a file that names no version keeps the one stamped before
+                "guideline_version": rec.guideline_version
+                or row.guideline_version
+                or self.guideline_at(rec.submitted_at or self.now),
                 "flags": flags,
             }
             before = {k: getattr(row, k) for k in fields}

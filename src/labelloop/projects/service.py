@@ -24,6 +24,7 @@ from labelloop.accounts.models import Membership, User
 from labelloop.accounts.policy import allowed, require
 from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, NotFound, ValidationFailed
+from labelloop.guidelines.timeline import version_at
 from labelloop.projects.models import (
     Annotation,
     GoldLabel,
@@ -484,7 +485,8 @@ def save_annotation(
         "started_at": started_at,
         "submitted_at": submitted_at or utcnow(),
         "active_seconds": active_seconds,
-        "guideline_version": guideline_version,
+        "guideline_version": guideline_version
+        or version_at(session, project.id, submitted_at or utcnow()),
         "source": source,
         "flags": flags,
     }

@@ -3,6 +3,7 @@
 Domain errors (:mod:`labelloop.errors`) carry no HTTP; this module maps them::
 
     NotFound            404  not_found
+    AcknowledgementRequired 409 guideline_unacknowledged
     Conflict            409  conflict
     PermissionDenied    403  forbidden
     ValidationFailed    422  validation_failed   (details: one entry per violation)
@@ -35,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labelloop.errors import (
+    AcknowledgementRequired,
     ConfigurationError,
     Conflict,
     ImportFailed,
@@ -84,6 +86,7 @@ class IdempotencyReplay(Exception):
 
 DOMAIN: list[tuple[type[LabelLoopError], int, str]] = [
     (NotFound, 404, "not_found"),
+    (AcknowledgementRequired, 409, "guideline_unacknowledged"),
     (Conflict, 409, "conflict"),
     (PermissionDenied, 403, "forbidden"),
     (ValidationFailed, 422, "validation_failed"),

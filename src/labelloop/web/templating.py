@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 from starlette.responses import Response
 
@@ -39,11 +40,22 @@ def _json_script(value: Any) -> Markup:
     return Markup(text)
 
 
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable("table")
+
+
+def _markdown(text: str | None) -> Markup:
+    """Guideline Markdown as HTML. Raw HTML in the text is escaped (``html`` off) and
+    markdown-it refuses ``javascript:``, ``vbscript:``, ``file:`` and ``data:`` links,
+    so a rule's text cannot script the page."""
+    return Markup(_MARKDOWN.render(text or ""))
+
+
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.filters["pct"] = _pct
     templates.env.filters["num"] = _num
     templates.env.filters["json_script"] = _json_script
+    templates.env.filters["markdown"] = _markdown
     return templates
 
 

@@ -3,6 +3,8 @@
 Queue rules (:func:`next_item`):
 
 1. an annotator who holds an unexpired lease gets that item again (reloads are safe);
+   otherwise, when the project has published a guideline version they have not
+   acknowledged, nothing until they do (AcknowledgementRequired);
 2. otherwise, with probability ``gold_rate``, a hidden gold item they have not labeled
    or skipped. The draw is a hash of (project, annotator, how many items they have
    finished), so it is reproducible and roughly ``gold_rate`` over time;
@@ -49,6 +51,8 @@ from labelloop.accounts.actor import Actor
 from labelloop.accounts.policy import allowed, require
 from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, ValidationFailed
+from labelloop.guidelines import service as guidelines
+from labelloop.guidelines.timeline import version_at
 from labelloop.projects import service as projects
 from labelloop.projects.models import Annotation, GoldLabel, Item, Project
 from labelloop.projects.validation import Violation
@@ -430,11 +434,13 @@ def _candidates(
     project_id: int, annotator_id: int, now: datetime, overlap: int, *, spread: bool
 ) -> Select[Any]:
     """Open, non-gold items the annotator has not done and that have a free slot, least
-    labeled first; with ``spread`` only items no one else holds right now."""
+    labeled first; with ``spread`` only items no one else holds right now. Items a
+    published guideline shows as exemplars are not served: their label is known."""
     stmt = select(OpenItem.item_id).where(
         OpenItem.project_id == project_id,
         _not_gold(OpenItem.item_id),
         *_not_done_by(OpenItem.item_id, annotator_id),
+        OpenItem.item_id.not_in(guidelines.shown_exemplar_items(project_id)),
     )
     others = _others_leases(OpenItem.item_id, annotator_id, now)
     stmt = stmt.where(others == 0) if spread else stmt.where(OpenItem.load + others < overlap)
@@ -529,12 +535,15 @@ def _grant(
 def _gold_candidates(
     session: Session, project_id: int, annotator_id: int, position: int
 ) -> list[int]:
-    """Gold items the annotator has not done, rotated to start at a hashed offset."""
+    """Gold items the annotator has not done, rotated to start at a hashed offset. Items
+    a published guideline shows as exemplars are not hidden checks: their label is known."""
     ids = list(
         session.scalars(
             select(GoldLabel.item_id)
             .where(
-                GoldLabel.project_id == project_id, *_not_done_by(GoldLabel.item_id, annotator_id)
+                GoldLabel.project_id == project_id,
+                *_not_done_by(GoldLabel.item_id, annotator_id),
+                GoldLabel.item_id.not_in(guidelines.shown_exemplar_items(project_id)),
             )
             .order_by(GoldLabel.item_id)
         )
@@ -581,6 +590,7 @@ def _next_item(
     held = current_lease(session, actor=actor, project=project, now=now)
     if held is not None and not _done(session, held.item_id, annotator_id):
         return _view(projects.get_item(session, project, held.item_id), held)
+    guidelines.require_acknowledged(session, actor=actor, project=project)
     position = _position(session, project.id, annotator_id)
 
     def take(item_id: int, gold: bool) -> WorkItem | None:
@@ -780,7 +790,8 @@ def submit(
         started_at=lease.leased_at,
         submitted_at=now,
         active_seconds=_active_seconds(lease.leased_at, now, active_seconds, settings),
-        guideline_version=None,
+        # the version the annotator had read when the item was served to them
+        guideline_version=version_at(session, project.id, lease.leased_at),
         source=SOURCE,
         external_key="",
         path="queue",

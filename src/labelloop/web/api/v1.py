@@ -18,7 +18,7 @@ import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Security
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.security import APIKeyCookie, HTTPBearer
 from pydantic import AfterValidator, Field, PlainValidator, ValidationError
 from pydantic_core import PydanticCustomError
@@ -32,6 +32,7 @@ from labelloop.projects import service as projects
 from labelloop.projects.models import Annotation, GoldLabel, Item, Prediction, Project
 from labelloop.projects.validation import Violation
 from labelloop.web import queries
+from labelloop.web.api.common import _ID, ERRORS, WRITE_ERRORS, ProjectId, _created
 from labelloop.web.api.schemas import (
     CURSOR_PATTERN,
     IDENTIFIER_PATTERN,
@@ -70,22 +71,6 @@ from labelloop.web.idempotency import IdempotencyDep
 from labelloop.web.pages.transfers import RAW_DESCRIPTION, ExportFormatParam, export_response
 from labelloop.workbench import service as workbench
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "No or an invalid credential"},
-    403: {"model": ErrorResponse, "description": "The caller's role does not allow it"},
-    404: {"model": ErrorResponse, "description": "No such record"},
-    422: {
-        "model": ErrorResponse,
-        "description": "Invalid input, with field paths (a body that is not JSON: "
-        "`json_invalid` on `body`)",
-    },
-}
-WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
-    409: {"model": ErrorResponse, "description": "Conflict, or the same key is in flight"},
-    413: {"model": ErrorResponse, "description": "The body is larger than the limit"},
-}
-
 
 def _operation_id(route: Any) -> str:
     """Operation ids are the route names (``submit_annotation``), as links name them."""
@@ -113,8 +98,6 @@ router = APIRouter(
 )
 
 # ------------------------------------------------------------------------- parameters
-_ID = "An id (1 to 2^31-1); ids beyond answer 422."
-ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="The project's id. " + _ID)]
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The audit run's id. " + _ID)]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="The item's id. " + _ID)]
 PolicyKey = Annotated[
@@ -280,12 +263,6 @@ def _item_out(i: Item) -> ItemOut:
         tags=list(i.tags or []),
         created_at=i.created_at,
     )
-
-
-def _created(idem: Any, body: Any, status: int = 201) -> JSONResponse:
-    data = body.model_dump(mode="json", by_alias=True)
-    idem.remember(status, data)
-    return JSONResponse(data, status_code=status)
 
 
 @router.get(

@@ -6,6 +6,7 @@ from labelloop.web.pages import (
     admin,
     audits,
     auth,
+    guidelines,
     policies,
     projects,
     queue,
@@ -20,6 +21,7 @@ router.include_router(audits.router)
 router.include_router(policies.router)
 router.include_router(transfers.router)
 router.include_router(workbench.router)
+router.include_router(guidelines.router)
 router.include_router(queue.router)
 router.include_router(admin.router)
 

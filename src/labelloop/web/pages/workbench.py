@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from labelloop.accounts.actor import Actor
-from labelloop.errors import Conflict, ValidationFailed
+from labelloop.errors import AcknowledgementRequired, Conflict, ValidationFailed
 from labelloop.projects import service as projects
 from labelloop.projects.models import Project
 from labelloop.projects.schemas import LabelSchema, Rule
@@ -30,6 +30,7 @@ from labelloop.web import queries
 from labelloop.web.app import PAGE_CSP
 from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.errors import details_of
+from labelloop.web.pages.guidelines import guideline_panel
 from labelloop.web.templating import render
 from labelloop.workbench import service as workbench
 from labelloop.workbench.schemas import MAX_REASON, WorkItem
@@ -162,7 +163,10 @@ def _page(
     notice: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    work, status = workbench.work_view(session, actor=actor, project=project)
+    try:
+        work, status = workbench.work_view(session, actor=actor, project=project)
+    except AcknowledgementRequired:  # a new guideline version to read first
+        return RedirectResponse(f"/projects/{project.id}/guidelines/read", status_code=303)
     schema = projects.schema_of(project)
     hotkeys = _hotkeys(schema)
     flash = request.session.pop("wb_flash", None)
@@ -187,6 +191,7 @@ def _page(
                 a for a in schema.attributes if schema.attribute_scope(a) == "region"
             ],
             "guide": _guide(schema, hotkeys),
+            "guideline": guideline_panel(session, actor, project),
             "payload_rows": _payload_rows(work) if work is not None else [],
             "errors": errors or [],
             "entered": entered,

@@ -1,0 +1,1 @@
+"""Guidelines: versioned documents of rules with exemplars, published and acknowledged."""
