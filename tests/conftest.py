@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -169,3 +170,15 @@ def fresh_database_url(
 ) -> str:
     """A new, migrated, empty database for tests whose code commits (CLI, imports)."""
     return _copy_database(backend, template_url, _postgres, tmp_path)
+
+
+@pytest.fixture
+def factories(session: Session) -> Iterator[ModuleType]:
+    """The :mod:`tests.factories` module, bound to this test's ``session``."""
+    from tests import factories as _factories
+
+    _factories.bind(session)
+    try:
+        yield _factories
+    finally:
+        _factories.bind(None)

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
 import pytest
-from sqlalchemy.orm import Session
 
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
 from labelloop.guidelines.schemas import GuidelineDoc, parse_document
 from labelloop.projects.models import Project
-from tests import factories as _factories
 from tests.guidelines._data import EXAMPLE, INTENT
-
-
-@pytest.fixture
-def factories(session: Session) -> Iterator[ModuleType]:
-    _factories.bind(session)
-    try:
-        yield _factories
-    finally:
-        _factories.bind(None)
 
 
 @dataclass

@@ -430,6 +430,7 @@ class Pending:
     since: str | None
     changes: GuidelineDiff
     rules: dict[str, RuleDoc] = field(default_factory=dict)
+    preamble: str = ""
 
 
 def _newest(stmt: Any) -> Any:
@@ -474,7 +475,8 @@ def pending(session: Session, *, actor: Actor, project: Project) -> Pending | No
     new = document(session, latest)
     old = document(session, last) if last is not None else GuidelineDoc(title=new.title)
     changes = diff_documents(old, new, old=last.number if last else None, new=latest.number)
-    return Pending(latest, last.number if last else None, changes, {r.id: r for r in new.rules})
+    rules = {r.id: r for r in new.rules}
+    return Pending(latest, last.number if last else None, changes, rules, new.preamble)
 
 
 def require_acknowledged(session: Session, *, actor: Actor, project: Project) -> None:

@@ -102,6 +102,7 @@ def guideline_page(
             "items": _item_texts(session, project, doc) if doc else {},
             "pending": service.pending(session, actor=actor, project=project),
             "can_edit": can_edit,
+            "can_label": queries.may(session, actor, Permission.ANNOTATE, project.id),
         },
     )
 
