@@ -59,3 +59,24 @@ def test_errors_name_line_and_field(text: str, source: str, expected: str) -> No
     found = " | ".join([str(err.value), *map(str, err.value.issues)])
     assert source in str(err.value)
     assert expected in found, found
+
+
+def test_yaml_by_extension_even_with_a_document_marker() -> None:
+    doc = parse_document("---\ntitle: T\nrules:\n  - {id: R1, title: A}\n", source="g.yaml")
+    assert [r.id for r in doc.rules] == ["R1"]
+
+
+def test_underlined_headings_are_text_and_export_refuses_rule_like_headings() -> None:
+    text = "---\ntitle: T\n---\n## R1: One\nA paragraph\n---\nmore\n"
+    doc = parse_document(text, source="g.md")
+    assert [r.id for r in doc.rules] == ["R1"] and "more" in doc.rules[0].text
+    r1 = doc.rules[0].model_copy(update={"text": "intro\n\n## Note: not a rule"})
+    with pytest.raises(ValueError, match="export it as YAML"):
+        to_markdown(doc.model_copy(update={"rules": (r1,)}))
+    assert parse_document(to_yaml(doc.model_copy(update={"rules": (r1,)})), source="g.yaml")
+
+
+def test_new_is_not_a_rule_id() -> None:
+    with pytest.raises(ImportFailed) as err:
+        parse_document("title: T\nrules:\n  - {id: new, title: A}\n", source="g.yaml")
+    assert "line 3, rules[0].id: 'new' is reserved" in err.value.issues[0]
