@@ -76,7 +76,7 @@ def _refund_exemplars(data: DemoData) -> tuple[ExemplarDoc, ...]:
     """Two tickets of each side of the refund/billing boundary (not gold items: those
     stay hidden checks; their true labels come from the simulation)."""
     why = {
-        "refund": tpl.EDGE_RATIONALES[("refund", "billing")],
+        "refund": "A duplicate charge the customer wants reversed: money back, so refund.",
         "billing": "Asks why a charge is on the invoice; no money back is asked for.",
     }
     picked: list[ExemplarDoc] = []
