@@ -1,6 +1,6 @@
 """factory_boy factories for the domain core, bound to the test's session.
 
-Use the ``factories`` fixture (``tests/projects/conftest.py``), which binds these to the
+Use the ``factories`` fixture (``tests/conftest.py``), which binds these to the
 SAVEPOINT-isolated ``session``; or call :func:`bind` yourself::
 
     project = factories.ProjectFactory(spans=True)
