@@ -44,5 +44,13 @@ def test_patterns_name_the_planted_annotators_and_nobody_else(session, backend: 
     reports = [session.get(AuditRun, c.run_id).report for c in cycles]
     versions = [[v["version"] for v in r["by_guideline_version"]] for r in reports]
     assert versions == [["1.0"], ["1.0", "1.1"], ["1.1"]]
+    # a cycle under one version: its breakdown is the whole report's figures
+    for r in (reports[0], reports[-1]):
+        (only,) = r["by_guideline_version"]
+        assert only["krippendorff_alpha"]["value"] == r["agreement"]["krippendorff_alpha"]["value"]
+        assert only["reviewed"] == r["reviews"]["judged"]
+        assert only["error_rate"]["value"] == pytest.approx(
+            r["error_rate"]["overall"]["value"], abs=1e-9
+        )
     last = {p.get("annotator") or p["group"] for p in reports[-1]["patterns"]}
     assert confuser not in last

@@ -136,6 +136,7 @@ def test_lead_edits_a_rule_and_publishes(demo_app: FastAPI, gl: Gl) -> None:
         assert 'id="rule-R9"' in page.text and 'id="rule-R2"' not in page.text
         assert "<strong>refund</strong>" in page.text  # Markdown rendered
         assert "wants it back" in page.text and "I was charged twice" in page.text
+        assert "read by" in page.text  # how many acknowledged each version
 
 
 def test_rule_text_cannot_script_the_page(demo_app: FastAPI, gl: Gl) -> None:

@@ -64,14 +64,22 @@ def _one_writer(session: Session, project_id: int) -> None:
 # -- reading --------------------------------------------------------------------------
 
 
-def current(session: Session, project_id: int) -> GuidelineVersion | None:
-    """The newest published version (no permission check: internal use)."""
-    return session.scalar(
+#: Versions by number, newest first.
+_NEWEST_FIRST = (GuidelineVersion.major.desc(), GuidelineVersion.minor.desc())
+
+
+def _published(project_id: int) -> Select[Any]:
+    return (
         select(GuidelineVersion)
         .where(GuidelineVersion.project_id == project_id, GuidelineVersion.number != DRAFT)
-        .order_by(GuidelineVersion.major.desc(), GuidelineVersion.minor.desc())
-        .limit(1)
+        .order_by(*_NEWEST_FIRST)
     )
+
+
+def current(session: Session, project_id: int) -> GuidelineVersion | None:
+    """The newest published version (no permission check: internal use)."""
+    found: GuidelineVersion | None = session.scalar(_published(project_id).limit(1))
+    return found
 
 
 def _draft(session: Session, project_id: int) -> GuidelineVersion | None:
@@ -115,11 +123,7 @@ def get_version(
 def history(session: Session, *, actor: Actor, project: Project) -> Sequence[GuidelineVersion]:
     """Published versions, newest first."""
     require(session, actor, Permission.PROJECT_READ, project_id=project.id)
-    return session.scalars(
-        select(GuidelineVersion)
-        .where(GuidelineVersion.project_id == project.id, GuidelineVersion.number != DRAFT)
-        .order_by(GuidelineVersion.major.desc(), GuidelineVersion.minor.desc())
-    ).all()
+    return session.scalars(_published(project.id)).all()
 
 
 def document(session: Session, version: GuidelineVersion) -> GuidelineDoc:
@@ -147,6 +151,27 @@ def document(session: Session, version: GuidelineVersion) -> GuidelineDoc:
             for r in version.rules
         ),
     )
+
+
+def exemplar_texts(
+    session: Session, *, actor: Actor, project: Project, doc: GuidelineDoc
+) -> dict[str, str]:
+    """A short text of each exemplar's item (its payload's ``text``, else the payload),
+    by external id, for showing exemplars beside their rules."""
+    require(session, actor, Permission.PROJECT_READ, project_id=project.id)
+    wanted = {e.item for r in doc.rules for e in r.exemplars}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Item.external_id, Item.payload).where(
+            Item.project_id == project.id, Item.external_id.in_(wanted)
+        )
+    )
+    out = {}
+    for ext, payload in rows:
+        text = payload.get("text") if isinstance(payload, dict) else None
+        out[ext] = (text if isinstance(text, str) else str(payload))[:300]
+    return out
 
 
 def diff(
@@ -434,7 +459,7 @@ class Pending:
 
 
 def _newest(stmt: Any) -> Any:
-    return stmt.order_by(GuidelineVersion.major.desc(), GuidelineVersion.minor.desc()).limit(1)
+    return stmt.order_by(*_NEWEST_FIRST).limit(1)
 
 
 def _unacknowledged(

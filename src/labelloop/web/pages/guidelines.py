@@ -15,7 +15,6 @@ import yaml
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelloop.accounts.actor import Actor
@@ -23,7 +22,7 @@ from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, NotFound, ValidationFailed
 from labelloop.guidelines import service
 from labelloop.guidelines.schemas import MAX_TEXT, GuidelineDoc, RuleDoc
-from labelloop.projects.models import Item, Project
+from labelloop.projects.models import Project
 from labelloop.web import queries
 from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.templating import render
@@ -50,23 +49,6 @@ def _matches(rule: RuleDoc, q: str) -> bool:
     exemplars = [f"{e.item} {e.label} {e.why}" for e in rule.exemplars]
     hay = " ".join([rule.id, rule.title, rule.text, *rule.labels, *exemplars])
     return all(word in hay.casefold() for word in q.casefold().split())
-
-
-def _item_texts(session: Session, project: Project, doc: GuidelineDoc) -> dict[str, str]:
-    """A short text of each exemplar's item, by external id."""
-    wanted = {e.item for r in doc.rules for e in r.exemplars}
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(Item.external_id, Item.payload).where(
-            Item.project_id == project.id, Item.external_id.in_(wanted)
-        )
-    )
-    out = {}
-    for ext, payload in rows:
-        text = payload.get("text") if isinstance(payload, dict) else None
-        out[ext] = (text if isinstance(text, str) else str(payload))[:300]
-    return out
 
 
 @router.get("/projects/{project_id}/guidelines")
@@ -99,7 +81,10 @@ def guideline_page(
             "doc": doc,
             "rules": rules,
             "q": q[:200],
-            "items": _item_texts(session, project, doc) if doc else {},
+            "items": service.exemplar_texts(session, actor=actor, project=project, doc=doc)
+            if doc
+            else {},
+            "acknowledged": {v.id: service.acknowledged_by(session, v) for v in history},
             "pending": service.pending(session, actor=actor, project=project),
             "can_edit": can_edit,
             "can_label": queries.may(session, actor, Permission.ANNOTATE, project.id),
