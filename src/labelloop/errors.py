@@ -7,6 +7,7 @@
     ├── Conflict              the write would break a uniqueness or state rule
     │   └── AcknowledgementRequired  a new guideline version must be read first
     ├── PermissionDenied      the actor's roles do not allow the action
+    ├── RateLimited           the actor did this as often as allowed for now
     ├── ValidationFailed      input broke the label schema or a rule (carries violations)
     ├── ImportFailed          a file could not be imported (carries issues; nothing written)
     ├── ConfigurationError    settings or files given to a command are unusable
@@ -44,6 +45,10 @@ class AcknowledgementRequired(Conflict):
 
 class PermissionDenied(LabelLoopError):
     pass
+
+
+class RateLimited(LabelLoopError):
+    """The actor did this as often as allowed for now (e.g. anonymous notes a day)."""
 
 
 class ConfigurationError(LabelLoopError):

@@ -1,6 +1,9 @@
-"""`labelloop worker`: opens the audit runs that are due, once or in a loop, and (in the
-loop) refreshes stale lead dashboards and anchors the audit trail's head every
-``trail_checkpoint_minutes``.
+"""`labelloop worker`: opens the audit runs that are due, escalates cases past their
+deadline, opens disagreement cases on each project's detection cadence and sends the
+digests of notable rulings, once or in a loop; in the loop it also refreshes stale lead
+dashboards and anchors the audit trail's head every ``trail_checkpoint_minutes``.
+Escalation runs at the start and at the end of every pass, so with the default 30 s
+interval a case moves up within a minute of its deadline.
 
 Each window is opened in its own transaction. Two workers (or a worker and a manual
 trigger) racing for the same window cannot both create it: the run is unique per
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +28,8 @@ from labelloop.accounts.actor import Actor
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditPolicy
 from labelloop.errors import LabelLoopError
+from labelloop.escalation import service as escalation
+from labelloop.escalation.service import Escalated
 from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.store.base import utcnow
@@ -189,18 +195,122 @@ def checkpoint_due(settings: Settings, *, now: datetime | None = None) -> Checkp
         engine.dispose()
 
 
-def loop(settings: Settings, *, interval: float = 60.0, iterations: int | None = None) -> None:
-    """Run :func:`run_due`, :func:`refresh_dashboards` and :func:`checkpoint_due` every
+def loop(settings: Settings, *, interval: float = 30.0, iterations: int | None = None) -> None:
+    """Run every job (:func:`escalate`, :func:`run_due`, :func:`detect_cases`,
+    :func:`send_digests`, :func:`refresh_dashboards`, :func:`checkpoint_due`) every
     ``interval`` seconds (forever, or ``iterations`` times)."""
     done = 0
     while iterations is None or done < iterations:
+        _log_escalations(escalate(settings))
         for r in run_due(settings):
             log.info("%s %s..%s: %s", r.policy, r.window_start, r.window_end, r.message)
         for d in refresh_dashboards(settings):
             log.info("dashboard of %s: %s (%s s)", d.project, d.message, d.seconds)
+        for job in detect_cases(settings) + send_digests(settings):
+            log.info("%s: %s", job.project, job.message)
         c = checkpoint_due(settings)
         if c is not None and c.seq is not None:
             log.info("trail anchored at event %s in %s", c.seq, c.anchor_file)
+        _log_escalations(escalate(settings))
         done += 1
         if iterations is None or done < iterations:
             time.sleep(interval)
+
+
+# -- cases -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectJob:
+    project: str
+    message: str
+
+
+def _log_escalations(moved: Sequence[Escalated]) -> None:
+    for e in moved:
+        log.info("%s %s escalated to %s (due %s)", e.subject, e.subject_id, e.owner, e.due_at)
+
+
+def escalate(
+    settings: Settings, *, now: datetime | None = None, actor: Actor | None = None
+) -> list[Escalated]:
+    """Move every deadline past due one level up (see :mod:`labelloop.escalation`)."""
+    engine = make_engine(settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return escalation.escalate_due(
+                session, actor=actor or Actor.local("worker"), now=now or utcnow()
+            )
+    except Exception:  # escalation must not stop the other jobs
+        log.exception("escalation")
+        return []
+    finally:
+        engine.dispose()
+
+
+def detect_cases(
+    settings: Settings, *, now: datetime | None = None, actor: Actor | None = None
+) -> list[ProjectJob]:
+    """Run case detection in every project whose detection is due: the reading on a
+    read-only connection, the opening in a short write transaction."""
+    from labelloop.adjudication import service as adjudication
+    from labelloop.projects.models import Project
+
+    now, actor = now or utcnow(), actor or Actor.local("worker")
+    engine, reader = make_engine(settings), _read_engine(settings)
+    factory, read_factory = make_session_factory(engine), make_session_factory(reader)
+    done: list[ProjectJob] = []
+    try:
+        with session_scope(read_factory) as session:
+            due = adjudication.detection_due(session, now)
+        for project_id in due:
+            try:
+                with session_scope(read_factory) as session:
+                    project = session.get(Project, project_id)
+                    assert project is not None
+                    name = project.name
+                    found = adjudication.find(session, actor=actor, project=project)
+                with session_scope(factory) as session:
+                    project = session.get(Project, project_id)
+                    assert project is not None
+                    r = adjudication.detect(
+                        session, actor=actor, project=project, now=now, findings=found
+                    )
+                done.append(ProjectJob(name, f"{r.opened} new cases ({r.seconds} s)"))
+            except Exception as exc:  # one project's failure must not stop the others
+                log.exception("case detection in project %s", project_id)
+                done.append(ProjectJob(str(project_id), f"detection failed: {exc}"))
+    finally:
+        engine.dispose()
+        reader.dispose()
+    return done
+
+
+def send_digests(
+    settings: Settings, *, now: datetime | None = None, actor: Actor | None = None
+) -> list[ProjectJob]:
+    """Send each project's digest of notable rulings when one is due."""
+    from labelloop.adjudication import rulings
+    from labelloop.projects.models import Project
+
+    now, actor = now or utcnow(), actor or Actor.local("worker")
+    engine = make_engine(settings)
+    factory = make_session_factory(engine)
+    done: list[ProjectJob] = []
+    try:
+        with session_scope(factory) as session:
+            ids = session.scalars(select(Project.id).order_by(Project.id)).all()
+        for project_id in ids:  # each project in its own transaction
+            try:
+                with session_scope(factory) as session:
+                    project = session.get(Project, project_id)
+                    if project is None or not rulings.digest_due(session, project.id, now):
+                        continue
+                    n = rulings.send_digest(session, actor=actor, project=project, now=now)
+                    done.append(ProjectJob(project.name, f"digest of {n} notable rulings"))
+            except Exception as exc:  # one project's failure must not stop the others
+                log.exception("digest of project %s", project_id)
+                done.append(ProjectJob(str(project_id), f"digest failed: {exc}"))
+    finally:
+        engine.dispose()
+    return done

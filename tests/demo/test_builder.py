@@ -41,14 +41,18 @@ def test_build_small_demo(session: Session) -> None:
     pid = summary.project_id
     assert _count(session, Item, pid) == N
     assert _count(session, Annotation, pid) == len(data.annotations)
-    assert _count(session, GoldLabel, pid) == len(data.gold) == 10
+    # the adjudicator makes the third refund/billing ruling's item gold
+    court = summary.court
+    assert court is not None and court.opened > court.ruled > 0
+    ruled_gold = int(court.ruled >= 3)
+    assert _count(session, GoldLabel, pid) == len(data.gold) + ruled_gold == 10 + ruled_gold
     assert _count(session, Prediction, pid) == N
     too_fast = sum(1 for a in data.annotations if (a.active_seconds or 0) < TOO_FAST_SECONDS)
     assert summary.counts == {
         "items": N,
         "annotations": len(data.annotations),
         "annotators": 12,
-        "gold": 10,
+        "gold": 10 + ruled_gold,
         "predictions": N,
         "flagged": too_fast,
     }

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.web.conftest import ROLE_USERS, Demo
+from tests.web.test_adjudication_pages import access_case  # noqa: F401  (fixture)
 
 ROLES = tuple(ROLE_USERS)  # admin, lead, auditor, adjudicator, mentor, annotator, model, outsider
 PUBLIC = frozenset({"anonymous", *ROLES})
@@ -30,6 +31,7 @@ ANNOTATORS = frozenset({"admin", "lead", "mentor", "annotator"})
 GOLD_WRITERS = frozenset({"admin", "lead", "adjudicator"})
 GOLD_READERS = frozenset({"admin", "lead", "model"})
 MODELS = frozenset({"admin", "lead", "model"})
+ADJUDICATORS = frozenset({"admin", "lead", "adjudicator"})
 
 NOWHERE = 999_999_999
 
@@ -58,7 +60,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/me"): SIGNED_IN,
     ("GET", "/api/v1/projects"): SIGNED_IN,
     ("GET", "/api/v1/projects/{project_id}"): MEMBERS,
-    # guidelines: members read and acknowledge, leads edit and publish
+    # guidelines: members read and acknowledge, leads edit and publish; the re-check
+    # list shows annotations' labels (readers of data), sending it opens an audit run
     ("GET", "/projects/{project_id}/guidelines"): MEMBERS,
     ("GET", "/projects/{project_id}/guidelines/diff"): MEMBERS,
     ("GET", "/projects/{project_id}/guidelines/read"): MEMBERS,
@@ -69,6 +72,7 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/projects/{project_id}/guidelines/draft/rules/{key}"): LEADS,
     ("POST", "/projects/{project_id}/guidelines/draft/rules/{key}"): LEADS,
     ("POST", "/projects/{project_id}/guidelines/publish"): LEADS,
+    ("POST", "/projects/{project_id}/guidelines/recheck"): LEADS,
     ("GET", "/api/v1/projects/{project_id}/guidelines"): MEMBERS,
     ("GET", "/api/v1/projects/{project_id}/guidelines/versions"): MEMBERS,
     ("GET", "/api/v1/projects/{project_id}/guidelines/diff"): MEMBERS,
@@ -77,6 +81,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/api/v1/projects/{project_id}/guidelines/draft"): LEADS,
     ("DELETE", "/api/v1/projects/{project_id}/guidelines/draft"): LEADS,
     ("POST", "/api/v1/projects/{project_id}/guidelines/publish"): LEADS,
+    ("GET", "/api/v1/projects/{project_id}/guidelines/recheck"): GOLD_READERS,
+    ("POST", "/api/v1/projects/{project_id}/guidelines/recheck"): LEADS,
     ("GET", "/api/v1/projects/{project_id}/items"): MEMBERS,
     ("POST", "/api/v1/projects/{project_id}/annotations"): ANNOTATORS,
     ("POST", "/api/v1/projects/{project_id}/work/next"): ANNOTATORS,
@@ -91,6 +97,33 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/projects/{project_id}/audit-runs"): REVIEWERS,
     ("GET", "/api/v1/audit-runs/{run_id}"): REVIEWERS,
     ("GET", "/api/v1/audit-runs/{run_id}/report"): LEADS,
+    # the adjudication API: as its pages (settings are read by adjudicators too)
+    ("GET", "/api/v1/projects/{project_id}/cases"): ADJUDICATORS,
+    ("POST", "/api/v1/projects/{project_id}/cases"): REVIEWERS,
+    ("POST", "/api/v1/projects/{project_id}/cases/detect"): ADJUDICATORS,
+    ("GET", "/api/v1/cases/{case_id}"): ADJUDICATORS,
+    ("POST", "/api/v1/cases/{case_id}/ruling"): ADJUDICATORS,
+    ("GET", "/api/v1/projects/{project_id}/rulings"): MEMBERS,
+    ("GET", "/api/v1/projects/{project_id}/rulings/{ruling_id}"): MEMBERS,
+    ("GET", "/api/v1/projects/{project_id}/adjudication/settings"): ADJUDICATORS,
+    ("PATCH", "/api/v1/projects/{project_id}/adjudication/settings"): LEADS,
+    ("GET", "/api/v1/projects/{project_id}/guidelines/amendments"): ADJUDICATORS,
+    ("POST", "/api/v1/projects/{project_id}/guidelines/amendments/{amendment_id}/accept"): LEADS,
+    ("POST", "/api/v1/projects/{project_id}/guidelines/amendments/{amendment_id}/reject"): LEADS,
+    # feedback: leads write, send and measure; a note is read and acknowledged by its
+    # recipient (NOWHERE here: a note that does not exist is a 404 for members too)
+    ("GET", "/api/v1/projects/{project_id}/feedback"): LEADS,
+    ("POST", "/api/v1/projects/{project_id}/feedback"): LEADS,
+    ("GET", "/api/v1/projects/{project_id}/feedback/mine"): MEMBERS,
+    ("GET", "/api/v1/projects/{project_id}/feedback/stats"): LEADS,
+    ("POST", "/api/v1/projects/{project_id}/feedback/send"): LEADS,
+    ("GET", "/api/v1/projects/{project_id}/feedback/notes/{note_id}"): MEMBERS,
+    ("PATCH", "/api/v1/projects/{project_id}/feedback/notes/{note_id}"): MEMBERS,
+    ("POST", "/api/v1/projects/{project_id}/feedback/notes/{note_id}/acknowledge"): MEMBERS,
+    ("POST", "/api/v1/projects/{project_id}/feedback/notes/{note_id}/replies"): MEMBERS,
+    ("POST", "/api/v1/projects/{project_id}/feedback/notes/{note_id}/resolve"): MEMBERS,
+    ("GET", "/api/v1/notifications"): SIGNED_IN,
+    ("POST", "/api/v1/notifications/read"): SIGNED_IN,
     # lead pages: audit policies, imports, exports
     ("GET", "/projects/{project_id}/policies"): LEADS,
     ("POST", "/projects/{project_id}/policies"): LEADS,
@@ -112,6 +145,44 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/projects/{project_id}/work"): ANNOTATORS,
     ("POST", "/projects/{project_id}/work/{item_id}"): ANNOTATORS,
     ("POST", "/projects/{project_id}/work/{item_id}/skip"): ANNOTATORS,
+    # adjudication pages: adjudicators read and rule cases; reviewers (auditors,
+    # mentors) may open one by hand; every member reads rulings; leads set thresholds
+    # and decide amendments; everyone signed in has an inbox
+    ("GET", "/projects/{project_id}/cases"): ADJUDICATORS,
+    ("POST", "/projects/{project_id}/cases/detect"): ADJUDICATORS,
+    ("GET", "/projects/{project_id}/cases/next"): ADJUDICATORS,
+    ("GET", "/projects/{project_id}/cases/open"): REVIEWERS,
+    ("POST", "/projects/{project_id}/cases/open"): REVIEWERS,
+    ("GET", "/cases/{case_id}"): ADJUDICATORS,
+    ("POST", "/cases/{case_id}/rule"): ADJUDICATORS,
+    ("GET", "/projects/{project_id}/rulings"): MEMBERS,
+    ("GET", "/projects/{project_id}/rulings/{ruling_id}"): MEMBERS,
+    ("GET", "/projects/{project_id}/adjudication/settings"): LEADS,
+    ("POST", "/projects/{project_id}/adjudication/settings"): LEADS,
+    ("POST", "/projects/{project_id}/guidelines/amendments/{amendment_id}/accept"): LEADS,
+    ("POST", "/projects/{project_id}/guidelines/amendments/{amendment_id}/reject"): LEADS,
+    ("GET", "/inbox"): SIGNED_IN,
+    ("POST", "/inbox/read"): SIGNED_IN,
+    ("POST", "/inbox/{notification_id}/read"): SIGNED_IN,
+    # the anonymous channel: every member of the project posts (administrators hold no
+    # role in it), leads read the summary
+    ("GET", "/projects/{project_id}/anonymous"): MEMBERS,
+    ("POST", "/projects/{project_id}/anonymous"): MEMBERS - ADMINS,
+    ("GET", "/projects/{project_id}/anonymous/summary"): LEADS,
+    # feedback pages: a note is read, acknowledged and answered by its recipient (or a
+    # lead), so a note that does not exist (NOWHERE) is a 404 for everyone signed in;
+    # every member has their notes page and their own quality page; leads write, edit
+    # and send
+    ("GET", "/feedback/{note_id}"): SIGNED_IN,
+    ("POST", "/feedback/{note_id}/acknowledge"): SIGNED_IN,
+    ("POST", "/feedback/{note_id}/reply"): SIGNED_IN,
+    ("POST", "/feedback/{note_id}/resolve"): SIGNED_IN,
+    ("GET", "/projects/{project_id}/feedback"): MEMBERS,
+    ("POST", "/projects/{project_id}/feedback"): LEADS,
+    ("POST", "/projects/{project_id}/feedback/send"): LEADS,
+    ("GET", "/projects/{project_id}/feedback/drafts/{note_id}"): LEADS,
+    ("POST", "/projects/{project_id}/feedback/drafts/{note_id}"): LEADS,
+    ("GET", "/projects/{project_id}/quality"): MEMBERS,
 }
 
 #: Bodies that pass request validation and reach the service (which then finds nothing).
@@ -134,6 +205,45 @@ FORMS: dict[str, dict[str, str]] = {
     "/projects/{project_id}/guidelines/draft/discard": {},
     "/projects/{project_id}/guidelines/draft/rules/{key}": {"id": "", "title": "t"},
     "/projects/{project_id}/guidelines/publish": {"note": " "},
+    # detection writes (opens whatever is new); the others are refused by validation
+    # (a ruling without a rationale, an unknown item, a posterior threshold of 2) or
+    # find nothing (amendment and notification NOWHERE)
+    "/projects/{project_id}/cases/detect": {},
+    "/projects/{project_id}/cases/open": {"item": "no-such-item-{who}", "note": "access"},
+    "/cases/{case_id}/rule": {"label": "billing", "rationale": ""},
+    "/projects/{project_id}/adjudication/settings": {
+        "posterior_below": "2",
+        "spread_min_votes": "3",
+        "spread_max_share": "0.5",
+        "model_consensus": "0.9",
+        "model_confidence": "0.8",
+        "rationale_min": "20",
+        "sla_hours": "48",
+        "detect_minutes": "60",
+    },
+    "/projects/{project_id}/guidelines/amendments/{amendment_id}/accept": {},
+    "/projects/{project_id}/guidelines/amendments/{amendment_id}/reject": {},
+    "/inbox/read": {},
+    "/inbox/{notification_id}/read": {},
+    "/projects/{project_id}/guidelines/recheck": {"to": "99.99"},
+    # refused by validation after the membership check: nothing is posted
+    "/projects/{project_id}/anonymous": {"category": "no-such-category", "text": "access"},
+    # feedback: a note to nobody is refused (422); the others find no note (404)
+    "/feedback/{note_id}/acknowledge": {"response": "agree"},
+    "/feedback/{note_id}/reply": {"body": "access table"},
+    "/feedback/{note_id}/resolve": {},
+    "/projects/{project_id}/feedback": {
+        "recipient": "nobody-{who}",
+        "template": "attention_slip",
+        "severity": "low",
+        "message": "access table",
+    },
+    "/projects/{project_id}/feedback/send": {"ids": str(NOWHERE)},
+    "/projects/{project_id}/feedback/drafts/{note_id}": {
+        "template": "attention_slip",
+        "severity": "low",
+        "message": "access table",
+    },
 }
 JSON_BODIES: dict[str, dict[str, Any]] = {
     "/api/v1/projects/{project_id}/annotations": {"item_id": NOWHERE, "value": "billing"},
@@ -152,6 +262,27 @@ JSON_BODIES: dict[str, dict[str, Any]] = {
         "rules": [{"id": "R1", "title": "x", "labels": ["no-such-label"]}],
     },
     "/api/v1/projects/{project_id}/guidelines/publish": {"note": "access table"},
+    "/api/v1/projects/{project_id}/guidelines/recheck": {"to": "99.99"},
+    # refused by the service after its permission check: an unknown item, a ruling
+    # without a rationale; settings without changes write nothing; a detection opens
+    # whatever is new
+    "/api/v1/projects/{project_id}/cases": {"item": "no-such-item", "note": "access"},
+    "/api/v1/projects/{project_id}/cases/detect": {},
+    "/api/v1/cases/{case_id}/ruling": {"label": "billing", "rationale": ""},
+    "/api/v1/projects/{project_id}/adjudication/settings": {},
+    "/api/v1/projects/{project_id}/guidelines/amendments/{amendment_id}/accept": {},
+    "/api/v1/projects/{project_id}/guidelines/amendments/{amendment_id}/reject": {},
+    "/api/v1/notifications/read": {"ids": [NOWHERE]},
+    "/api/v1/projects/{project_id}/feedback": {
+        "recipient": "nobody",
+        "template": "attention_slip",
+        "message": "access table",
+    },
+    "/api/v1/projects/{project_id}/feedback/send": {"ids": [NOWHERE]},
+    "/api/v1/projects/{project_id}/feedback/notes/{note_id}": {"message": "x"},
+    "/api/v1/projects/{project_id}/feedback/notes/{note_id}/acknowledge": {"agree": True},
+    "/api/v1/projects/{project_id}/feedback/notes/{note_id}/replies": {"body": "access"},
+    "/api/v1/projects/{project_id}/feedback/notes/{note_id}/resolve": {},
 }
 
 
@@ -185,6 +316,16 @@ def test_every_route_has_a_rule(demo_app: FastAPI) -> None:
     assert not stale, f"rules for routes that no longer exist: {stale}"
 
 
+#: A real case of the demo project (filled by :func:`_access_case`): a case id that
+#: does not exist would be a 404 for everyone.
+CASE: dict[str, int] = {}
+
+
+@pytest.fixture(autouse=True)
+def _access_case(access_case: int) -> None:  # noqa: F811
+    CASE["id"] = access_case
+
+
 def _url(path: str, demo: Demo, method: str = "GET") -> str:
     # closing the closed run is a 409, so an allowed call writes nothing
     run = demo.closed_run_id if path.endswith(("/report", "/close")) else demo.open_run_id
@@ -197,6 +338,11 @@ def _url(path: str, demo: Demo, method: str = "GET") -> str:
         policy_id=NOWHERE,
         item_id=NOWHERE,
         key="R999",
+        case_id=CASE.get("id", NOWHERE),
+        ruling_id=NOWHERE,
+        amendment_id=NOWHERE,
+        notification_id=NOWHERE,
+        note_id=NOWHERE,
     )
 
 
@@ -209,6 +355,7 @@ def _hidden(r: Any, demo: Demo) -> bool:
         f"no project with id {demo.project_id}" in text
         or f"no audit run {demo.open_run_id}" in text
         or f"no audit run {demo.closed_run_id}" in text
+        or ("id" in CASE and f"no case {CASE['id']}" in text)
     )
 
 

@@ -24,7 +24,7 @@ from labelloop.demo.builder import DEMO_PASSWORD
 from labelloop.guidelines import service as guidelines
 from labelloop.guidelines.schemas import parse_document
 from labelloop.projects import service as projects
-from labelloop.projects.models import Annotation, Project
+from labelloop.projects.models import Annotation, Item, Project
 from labelloop.projects.schemas import LabelSchema
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.workbench import service as workbench
@@ -222,6 +222,150 @@ def test_browser_acknowledgement_gate(
         assert p.page.get_attribute("#workbench", "data-item")
         p.page.goto(f"{server}/projects/{gl.project_id}/guidelines")
         assert p.page.locator("#pending").count() == 0
+        assert not p.errors, p.errors
+    finally:
+        p.close()
+
+
+# -- the re-check list ------------------------------------------------------------------
+
+AUDITOR = "gl.auditor"
+
+
+def _old_work(gl: Gl, note: str) -> tuple[str, str, dict[str, int]]:
+    """Three annotations made under the current version (refund, billing, technical),
+    then a new version changing R1 (refund, billing): (old, new, ids by label)."""
+    engine = make_engine(gl.url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            project = s.get(Project, gl.project_id)
+            assert project is not None
+            old = guidelines.get_version(s, actor=OPERATOR, project=project).number
+            annotator = _user(s, ANNOTATOR)
+            ids = {}
+            for n, label in enumerate(("refund", "billing", "technical"), start=31):
+                item = s.scalar(
+                    select(Item).where(
+                        Item.project_id == project.id, Item.external_id == f"ticket-{n:04d}"
+                    )
+                )
+                assert item is not None
+                row = Annotation(
+                    project_id=project.id,
+                    item_id=item.id,
+                    annotator_id=annotator.id,
+                    external_key=f"{note}-{label}",
+                    value=label,
+                    source="test",
+                    guideline_version=old,
+                )
+                s.add(row)
+                s.flush()
+                ids[label] = row.id
+    finally:
+        engine.dispose()
+    return old, _publish_next(gl, note), ids
+
+
+def _grant_auditor(gl: Gl) -> None:
+    engine = make_engine(gl.url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            _user(s, AUDITOR)
+            accounts.grant(
+                s, actor=OPERATOR, username=AUDITOR, project_id=gl.project_id, role=Role.AUDITOR
+            )
+    finally:
+        engine.dispose()
+
+
+def test_api_recheck_lists_and_sends(demo: Demo, demo_app: FastAPI, gl: Gl) -> None:
+    old, new, ids = _old_work(gl, "API re-check: duplicate charges")
+    lead = bearer(make_token(demo, LEAD, "lead", gl.project_id))
+    ann = bearer(make_token(demo, ANNOTATOR, "annotator", gl.project_id))
+    api = f"/api/v1/projects/{gl.project_id}/guidelines/recheck"
+    span = {"from": old, "to": new}
+    with TestClient(demo_app) as c:
+        assert c.get(api, params=span, headers=ann).status_code == 403
+        r = c.get(api, params={**span, "limit": 1000}, headers=lead)
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert (data["from"], data["to"]) == (old, new)
+        assert [(x["id"], x["change"]) for x in data["rules"]] == [("R1", "changed")]
+        listed = {a["id"]: a for a in data["annotations"]}
+        assert ids["refund"] in listed and ids["billing"] in listed
+        assert ids["technical"] not in listed
+        assert listed[ids["refund"]]["reason"] == "rule_label"
+        assert listed[ids["refund"]]["rules"] == ["R1"]
+        assert data["total"] == len(listed) and data["truncated"] is False
+        r = c.get(api, params={"rule": "R9"}, headers=lead)
+        assert r.status_code == 404
+        r = c.get(api, params={"from": new, "to": old}, headers=lead)
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "from"
+        body = {**span, "rule": "R1", "sample": 2}
+        assert c.post(api, json=body, headers=ann).status_code == 403
+        r = c.post(api, json=body, headers=lead)
+        assert r.status_code == 422 and "reviewer pool is empty" in r.text
+        _grant_auditor(gl)
+        r = c.post(api, json=body, headers=lead)
+        assert r.status_code == 201, r.text
+        sent = r.json()
+        assert sent["created"] and sent["sample"] == 2 and sent["population"] == data["total"]
+        assert sent["policy"] == f"Re-check R1 ({old} → {new})"
+        again = c.post(api, json=body, headers=lead)
+        assert again.status_code == 200 and again.json()["run_id"] == sent["run_id"]
+        run = c.get(f"/api/v1/audit-runs/{sent['run_id']}", headers=lead).json()
+        assert (run["status"], run["sample_size"]) == ("open", 2)
+
+
+def test_diff_page_shows_the_recheck_and_sends_it(demo_app: FastAPI, gl: Gl) -> None:
+    old, new, _ = _old_work(gl, "Page re-check: refunds of fees")
+    _grant_auditor(gl)
+    page = f"/projects/{gl.project_id}/guidelines/diff?from={old}&to={new}"
+    with TestClient(demo_app) as c:
+        login(c, ANNOTATOR)
+        r = c.get(page)
+        assert r.status_code == 200 and 'id="recheck"' not in r.text
+    with TestClient(demo_app) as c:
+        csrf = login(c, LEAD)
+        r = c.get(page)
+        assert r.status_code == 200 and 'id="recheck"' in r.text
+        assert 'id="recheck-form"' in r.text and "Send to review" in r.text
+        form = {"csrf_token": csrf, "from": old, "to": new, "rule": "R1", "sample": "1"}
+        url = f"/projects/{gl.project_id}/guidelines/recheck"
+        r = c.post(url, data={k: v for k, v in form.items() if k != "csrf_token"})
+        assert r.status_code == 403  # no CSRF token
+        r = c.post(url, data=form | {"from": new, "to": old}, follow_redirects=False)
+        assert r.status_code == 422 and 'id="recheck-error"' in r.text
+        assert f"version {new} is not older than {old}" in r.text
+        r = c.post(url, data=form, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/audits/runs/")
+        run = c.get(r.headers["location"])
+        assert run.status_code == 200 and f"Re-check R1 ({old} → {new})" in run.text
+
+
+def test_browser_recheck_fits_a_phone_and_sends(
+    browser: Any,  # noqa: F811
+    server: str,  # noqa: F811
+    gl: Gl,
+    backend: str,
+) -> None:
+    old, new, _ = _old_work(gl, "Browser re-check: chargebacks")
+    _grant_auditor(gl)
+    p = Page(browser, server)
+    try:
+        p.login(LEAD)
+        p.page.set_viewport_size({"width": 360, "height": 800})
+        r = p.page.goto(f"{server}/projects/{gl.project_id}/guidelines/diff?from={old}&to={new}")
+        assert r is not None and r.status == 200
+        assert p.page.evaluate("document.documentElement.scrollWidth") <= 362
+        assert "may be affected by this change" in p.page.inner_text("#recheck")
+        p.shot("guideline-recheck", backend)
+        p.page.select_option("#recheck-form select[name=rule]", "R1")
+        p.page.fill("#recheck-form input[name=sample]", "1")
+        p.page.click("#recheck-form button[type=submit]")
+        p.page.wait_for_url("**/audits/runs/*")
+        assert f"Re-check R1 ({old} → {new})" in p.page.inner_text("main")
         assert not p.errors, p.errors
     finally:
         p.close()

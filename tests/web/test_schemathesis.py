@@ -51,7 +51,10 @@ from pydantic import ConfigDict, TypeAdapter
 from schemathesis.engine import events, from_schema
 from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.python import asgi
+from sqlalchemy import select, update
 
+from labelloop.projects.models import Annotation
+from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.web import create_app
 from labelloop.web.api import schemas
 from tests.conftest import _copy_database, _Postgres
@@ -120,6 +123,35 @@ STATED_RULES: list[tuple[str, str | None, str]] = [
             "PUT /projects/{project_id}/guidelines/draft",
             "POST /projects/{project_id}/guidelines/publish",
         )
+    ),
+    # a note names a member, one of the project's templates and its items, and fills the
+    # template's required fields; a disagreement needs its reason
+    (
+        "POST /projects/{project_id}/feedback",
+        r"recipient|template|items\[\d+\]|message|rule_refs|"
+        r"what_was_right|what_to_change|context|indicator",
+        ".*",
+    ),
+    ("POST /projects/{project_id}/feedback/notes/{note_id}/acknowledge", r"reason", r"say why"),
+    # a ruling's label is the project's; its rationale at least the project's minimum;
+    # its rules, exemplar and amendment name rules of the guideline
+    ("POST /cases/{case_id}/ruling", r"label(\..*|\[.*)?", ".*"),
+    ("POST /cases/{case_id}/ruling", r"rationale", r"say why|at least \d+ characters"),
+    ("POST /cases/{case_id}/ruling", r"rules\[\d+\]|exemplar", r"no rule"),
+    ("POST /cases/{case_id}/ruling", r"amend", r"name the rule|say how"),
+    # a re-check compares an older version with a newer one; sending it needs annotations
+    # to re-check and reviewers for them
+    *(
+        (op, r"from", r"must be older than")
+        for op in (
+            "GET /projects/{project_id}/guidelines/recheck",
+            "POST /projects/{project_id}/guidelines/recheck",
+        )
+    ),
+    (
+        "POST /projects/{project_id}/guidelines/recheck",
+        None,
+        r"nothing to re-check|reviewer pool is empty|add another reviewer",
     ),
     # rule ids are unique within a guideline, and 'new' is the editor's
     ("PUT /projects/{project_id}/guidelines/draft", r"rules\[\d+\]\.id", r"is also|reserved"),
@@ -357,11 +389,34 @@ GUIDELINES_MUST_SUCCEED = (
     "GET /projects/{project_id}/guidelines/diff",
     "GET /projects/{project_id}/guidelines/pending",
     "PUT /projects/{project_id}/guidelines/draft",
+    "GET /projects/{project_id}/guidelines/recheck",
+    "POST /projects/{project_id}/guidelines/recheck",
 )
+
+
+def _work_before_the_current_version(contract: Contract) -> None:
+    """Stamp the demo's first 50 annotations with version 1.0 (the demo labels after
+    1.1), so that the re-check of 1.0 → 1.1 has a list to send."""
+    engine = make_engine(contract.demo.url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            first = (
+                select(Annotation.id)
+                .where(Annotation.project_id == contract.demo.project_id)
+                .order_by(Annotation.id)
+                .limit(50)
+            )
+            ids = s.scalars(first).all()
+            s.execute(
+                update(Annotation).where(Annotation.id.in_(ids)).values(guideline_version="1.0")
+            )
+    finally:
+        engine.dispose()
 
 
 def test_guideline_api_keeps_its_contract(contract: Contract) -> None:
     """The guideline operations on their own (the demo has published versions)."""
+    _work_before_the_current_version(contract)
     with TestClient(contract.app) as client:
         base = f"{PREFIX}/projects/{contract.demo.project_id}"
         project = client.get(base, headers=bearer(contract.token)).json()

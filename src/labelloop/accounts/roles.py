@@ -26,6 +26,7 @@ class Permission(StrEnum):
     AUDIT_REVIEW = "audit.review"
     ADJUDICATE = "adjudicate"
     GUIDELINE_EDIT = "guideline.edit"  # edit the draft, publish versions
+    FEEDBACK_SEND = "feedback.send"  # write, review and send feedback notes
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {

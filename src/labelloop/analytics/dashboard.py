@@ -69,6 +69,8 @@ class Columns:
     #: guideline version codes, indexing ``versions`` (the numbers, None for none)
     version: IntArray | None = None
     versions: list[str | None] | None = None
+    #: annotation ids (read only when asked for: ``read_columns(..., ids=True)``)
+    ids: IntArray | None = None
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
@@ -82,7 +84,7 @@ def _epoch_seconds(session: Session, column: Any) -> Any:
     return sql_epoch(session, column)
 
 
-def _chunks(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
+def stream_rows(session: Session, stmt: Any) -> Iterator[Sequence[Any]]:
     """The statement's rows as plain driver tuples, :data:`CHUNK` at a time, inside the
     session's transaction. PostgreSQL streams them from a server-side cursor; SQLite's
     cursor steps through the result as it is fetched."""
@@ -111,11 +113,14 @@ def _floats(values: tuple[Any, ...]) -> FloatArray:
     )
 
 
-def read_columns(session: Session, project: Project) -> Columns:
+def read_columns(
+    session: Session, project: Project, *, ids: bool = False, where: Any = None
+) -> Columns:
     """Read the project's annotations chunk by chunk (bounded memory: the arrays plus one
-    chunk of driver rows)."""
+    chunk of driver rows). ``ids`` reads the annotation ids too (``Columns.ids``);
+    ``where`` is an extra SQL condition on the annotations table's columns."""
     a = Annotation.__table__.c
-    where = project_filter(session, a, project.id)
+    where_project = project_filter(session, a, project.id)
     # everything up to the newest id now: rows added while reading wait for the next one
     max_id = int(session.scalar(select(func.max(a.id)).where(a.project_id == project.id)) or 0)
     stmt = (
@@ -126,15 +131,16 @@ def read_columns(session: Session, project: Project) -> Columns:
             _epoch_seconds(session, a.submitted_at),
             a.active_seconds,
             a.guideline_version,
+            *([a.id] if ids else []),
         )
-        .where(where, a.id <= max_id)
+        .where(where_project, a.id <= max_id, *([] if where is None else [where]))
         .order_by(a.id)
     )
     codes: dict[str | None, int] = {}
     version_codes: dict[str | None, int] = {}
     parts: list[tuple[Any, ...]] = []
-    for batch in _chunks(session, stmt):
-        items, anns, texts, subs, acts, vers = zip(*batch, strict=True)
+    for batch in stream_rows(session, stmt):
+        items, anns, texts, subs, acts, vers, *more = zip(*batch, strict=True)
         n = len(batch)
         parts.append(
             (
@@ -150,6 +156,7 @@ def read_columns(session: Session, project: Project) -> Columns:
                     dtype=np.int64,
                     count=n,
                 ),
+                *(np.fromiter(col, dtype=np.int64, count=n) for col in more),
             )
         )
     keys = [label_from_json_text(text) for text in codes]  # by code
@@ -159,7 +166,9 @@ def read_columns(session: Session, project: Project) -> Columns:
     if not parts:
         empty_i = np.zeros(0, dtype=np.int64)
         empty_f = np.zeros(0, dtype=np.float64)
-        return Columns(0, empty_i, empty_i, empty_i, [], empty_f, empty_f)
+        return Columns(
+            0, empty_i, empty_i, empty_i, [], empty_f, empty_f, ids=empty_i if ids else None
+        )
     cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
     return Columns(
         max_id=max_id,
@@ -171,6 +180,7 @@ def read_columns(session: Session, project: Project) -> Columns:
         active=cols[4],
         version=cols[5],
         versions=list(version_codes),
+        ids=cols[6] if ids else None,
     )
 
 

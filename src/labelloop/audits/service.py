@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from croniter import croniter
 from pydantic import ValidationError
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,13 +28,13 @@ from labelloop.accounts.models import Membership, User
 from labelloop.accounts.policy import require, roles_of
 from labelloop.accounts.roles import Permission, Role, allows
 from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditReview, AuditRun, AuditUnit
-from labelloop.audits.population import label_key, load_population, stratum_codes
+from labelloop.audits.population import Population, label_key, load_population, stratum_codes
 from labelloop.audits.schemas import PolicySpec, ReviewInput
 from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from labelloop.projects.models import Annotation, Item, Project
 from labelloop.projects.validation import Violation
 from labelloop.stats import sampling
-from labelloop.store.base import utcnow
+from labelloop.store.base import rowcount, utcnow
 
 #: Model-disagreement buckets (the ``model_disagreement`` stratum).
 MODEL_BUCKETS = ("model disagrees", "model unsure", "model agrees", "no prediction")
@@ -496,6 +496,37 @@ def open_run(
             f"nothing to audit: no annotations of project {project.name} pass policy {policy.name!r} "
             f"between {window_start:%Y-%m-%d %H:%M} and {window_end:%Y-%m-%d %H:%M} UTC"
         )
+    return open_population(
+        session,
+        actor=actor,
+        policy=policy,
+        pop=pop,
+        window_start=window_start,
+        window_end=window_end,
+        trigger=trigger,
+    )
+
+
+def open_population(
+    session: Session,
+    *,
+    actor: Actor,
+    policy: AuditPolicy,
+    pop: Population,
+    window_start: datetime,
+    window_end: datetime,
+    trigger: str,
+    notes: Sequence[str] = (),
+    context: dict[str, Any] | None = None,
+) -> OpenResult:
+    """Open the run of ``policy`` over ``pop`` (a window's population, or one a caller
+    selected: :mod:`labelloop.audits.selected`): plan, freeze and assign its sample, and
+    append the ``audit_run.open`` event (``notes`` go into the plan, ``context`` into the
+    event). Every check runs before the first write; a concurrent opening of the same
+    (policy, window start) is answered with the winner's run."""
+    project = session.get(Project, policy.project_id)
+    assert project is not None
+    spec = PolicySpec.model_validate(policy.spec)
     reviewers = _reviewer_ids(session, project.id, spec)
     if not reviewers:
         raise ValidationFailed(
@@ -503,13 +534,14 @@ def open_run(
         )
     seed = run_seed(policy.id, window_start)
     codes, names = stratum_codes(session, project, spec, pop, window_start)
-    plan, notes = plan_sample(session, policy, spec, codes, names, seed)
+    plan, plan_notes = plan_sample(session, policy, spec, codes, names, seed)
     for idx in plan.indices.tolist():  # check before writing anything
         if not set(reviewers) - {int(pop.annotator_id[idx])}:
             raise ValidationFailed(
                 f"no reviewer may review annotation {pop.annotation_id[idx]}: the pool holds only its "
                 f"annotator ({reviewers[int(pop.annotator_id[idx])]}); add another reviewer"
             )
+    all_notes = [*notes, *plan_notes]
     run = AuditRun(
         policy_id=policy.id,
         project_id=project.id,
@@ -532,12 +564,44 @@ def open_run(
                     strict=True,
                 )
             ],
-            "notes": notes,
+            "notes": all_notes,
         },
     )
     winner = _insert_run(session, run)
     if winner is not run:
         return OpenResult(winner, False, [])
+    _freeze(session, run, pop, plan, names, reviewers, spec.double_review_fraction)
+    trail.service.append(
+        session,
+        actor=actor.name,
+        action="audit_run.open",
+        entity_type="audit_run",
+        entity_id=run.id,
+        project_id=project.id,
+        after={
+            "policy": policy.name,
+            "window_start": window_start,
+            "window_end": window_end,
+            "trigger": trigger,
+            "population": len(pop),
+            "sample": plan.n,
+            "seed": seed,
+            **(context or {}),
+        },
+    )
+    return OpenResult(run, True, all_notes)
+
+
+def _freeze(
+    session: Session,
+    run: AuditRun,
+    pop: Population,
+    plan: Any,
+    names: list[str],
+    reviewers: dict[int, str],
+    double_fraction: float,
+) -> None:
+    """Insert the sample's units (with their snapshots) and its assignments."""
     frozen = snapshots(session, pop.annotation_id[plan.indices].tolist())
     pop.facts_for(pop.item_id[plan.indices].tolist())
     unit_rows: list[dict[str, Any]] = []
@@ -578,34 +642,16 @@ def open_run(
         _UnitRef(uid, int(row["annotation_id"]), int(row["annotator_id"]))
         for uid, row in zip(unit_ids, unit_rows, strict=True)
     ]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(run.seed)
     assignments = [
         {"run_id": run.id, "unit_id": unit.id, "reviewer_id": reviewer_id, "double": double}
-        for unit, reviewer_id, double in _assign(units, reviewers, spec.double_review_fraction, rng)
+        for unit, reviewer_id, double in _assign(units, reviewers, double_fraction, rng)
     ]
     if assignments:
         session.execute(
             insert(AuditAssignment),
             [assignments[i] for i in id_rng.permutation(len(assignments)).tolist()],
         )
-    trail.service.append(
-        session,
-        actor=actor.name,
-        action="audit_run.open",
-        entity_type="audit_run",
-        entity_id=run.id,
-        project_id=project.id,
-        after={
-            "policy": policy.name,
-            "window_start": window_start,
-            "window_end": window_end,
-            "trigger": trigger,
-            "population": len(pop),
-            "sample": plan.n,
-            "seed": seed,
-        },
-    )
-    return OpenResult(run, True, notes)
 
 
 def _record_empty_run(
@@ -915,8 +961,21 @@ def close_run(
             f"audit run {run.id} has {state['open']} of {state['assignments']} reviews outstanding; "
             "finish them or close with --allow-unreviewed"
         )
-    run.report = compute_report(session, run, previous=previous_closed_run(session, run))
-    run.status, run.closed_at = "closed", utcnow()
+    previous = previous_closed_run(session, run)
+    # claim the close first: two closes at once cannot both report (nor draft feedback)
+    claimed = rowcount(
+        session.execute(
+            update(AuditRun)
+            .where(AuditRun.id == run.id, AuditRun.status != "closed")
+            .values(status="closed")
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not claimed:
+        raise Conflict(f"audit run {run.id} was closed meanwhile")
+    session.refresh(run)
+    run.report = compute_report(session, run, previous=previous)
+    run.closed_at = utcnow()
     session.flush()
     overall = run.report["error_rate"]["overall"]
     trail.service.append(
@@ -932,6 +991,9 @@ def close_run(
             "ci": overall.get("ci"),
         },
     )
+    from labelloop.feedback.lifecycle import after_run_closed
+
+    after_run_closed(session, actor=actor, run=run)
     return run
 
 

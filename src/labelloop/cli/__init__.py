@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from labelloop import __version__
-from labelloop.cli import audits, db, demo, guidelines, projects, stats, trail, users
+from labelloop.cli import (
+    audits,
+    cases,
+    db,
+    demo,
+    feedback,
+    guidelines,
+    projects,
+    stats,
+    trail,
+    users,
+)
 from labelloop.cli import io as io_cmds
 from labelloop.cli._common import DatabaseUrl, console, handle_errors, settings_for
 from labelloop.web.serve import serve_cmd
@@ -26,6 +37,8 @@ app.add_typer(stats.app, name="stats")
 app.add_typer(projects.app, name="project")
 app.add_typer(audits.app, name="audit")
 app.add_typer(guidelines.app, name="guidelines")
+app.add_typer(cases.app, name="cases")
+app.add_typer(feedback.app, name="feedback")
 app.command("worker")(audits.worker_cmd)
 app.command("import")(io_cmds.import_cmd)
 app.command("export")(io_cmds.export_cmd)

@@ -12,11 +12,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from labelloop.errors import ImportFailed, LabelLoopError, TrailBroken, ValidationFailed
+from labelloop.accounts.actor import Actor
+from labelloop.accounts.models import User
+from labelloop.errors import ImportFailed, LabelLoopError, NotFound, TrailBroken, ValidationFailed
 from labelloop.settings import Settings
 from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.store.conflicts import is_concurrent_conflict
@@ -104,3 +106,23 @@ def migrate(engine: Engine, settings: Settings, revision: str = "head") -> int |
     with session_scope(make_session_factory(engine)) as session:
         pinned = trail.service.pin_legacy(session, anchor_file=settings.trail_anchor_file)
     return None if pinned is None else pinned.seq
+
+
+AsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Act as this user (their roles are checked, and rulings name them); "
+        "default the local operator.",
+    ),
+]
+
+
+def acting_as(session: Session, username: str | None) -> Actor:
+    """The local operator, or (``--as USER``) that user, whose roles are then checked."""
+    if username is None:
+        return Actor.local()
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.is_active:
+        raise NotFound(f"no active user {username!r}")
+    return Actor.for_user(user.id, user.username, is_admin=user.is_admin)

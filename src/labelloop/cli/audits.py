@@ -449,11 +449,13 @@ def trend_cmd(
 
 def worker_cmd(
     once: Annotated[bool, typer.Option("--once", help="Run due jobs once and exit.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 60.0,
+    interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 30.0,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Open the audit runs that are due, on every policy's cadence, and anchor the trail
-    every `LABELLOOP_TRAIL_CHECKPOINT_MINUTES` (dashboards are refreshed in the loop)."""
+    """Open the audit runs that are due, on every policy's cadence; escalate cases past
+    their SLA; detect new cases on each project's cadence; send digests of notable
+    rulings; anchor the trail every `LABELLOOP_TRAIL_CHECKPOINT_MINUTES` (dashboards are
+    refreshed in the loop)."""
 
     import logging
 
@@ -463,6 +465,9 @@ def worker_cmd(
     settings = settings_for(database_url)
     with handle_errors():
         if once:
+            moved = worker.escalate(settings)
+            for e in moved:
+                console.print(f"{e.subject} {e.subject_id} escalated to {e.owner}")
             results = worker.run_due(settings)
             for r in results:
                 console.print(
@@ -475,7 +480,10 @@ def worker_cmd(
                     f"trail checkpoint to {checkpoint.anchor_file}: {checkpoint.message}"
                     + (f" (event {checkpoint.seq})" if checkpoint.seq is not None else "")
                 )
-            if not results and checkpoint is None:
+            jobs = worker.detect_cases(settings) + worker.send_digests(settings)
+            for job in jobs:
+                console.print(f"{job.project}: {job.message}")
+            if not (results or moved or jobs) and checkpoint is None:
                 console.print("nothing due")
             return
         worker.loop(settings, interval=interval)

@@ -96,7 +96,8 @@ def demo_cmd(
                         progress=progress,
                     )
                     bar.update(task, description="committing")
-                cycles = []
+                cycles: list[dict[str, str]] = []
+                late_cases = 0
                 if audits and summary.seed is not None and summary.n_items is not None:
                     bar.update(
                         task,
@@ -104,7 +105,7 @@ def demo_cmd(
                         completed=0,
                         total=None,
                     )
-                    cycles = _run_audits(engine, summary, reports_dir)
+                    cycles, late_cases = _run_audits(engine, summary, reports_dir)
                 # anchor the demo's trail outside the database (see `labelloop trail verify`)
                 with session_scope(make_session_factory(engine)) as session:
                     anchor = trail.service.checkpoint(
@@ -192,6 +193,24 @@ def demo_cmd(
             soft_wrap=True,
         )
 
+    if summary.court is not None:
+        court = summary.court
+        console.print(
+            f"adjudication: {court.opened + late_cases} disagreement cases opened "
+            f"({late_cases} after the audits), {court.ruled} refund/billing cases ruled under "
+            f"1.0 with rationales, {court.amendments} of their proposals accepted into 1.1, "
+            f"{court.left_open + late_cases} left open for [bold]demo.adjudicator[/]",
+            soft_wrap=True,
+        )
+
+    if cycles:
+        console.print(
+            "feedback: each cycle's findings went to the annotators as notes the day after "
+            "its window; they err less afterwards (simulated): see [bold]labelloop feedback "
+            "stats[/]",
+            soft_wrap=True,
+        )
+
     db = (
         ""
         if settings.database_url == DEFAULT_DATABASE_URL
@@ -205,6 +224,8 @@ def demo_cmd(
         "labelloop stats agreement demo.csv --item item_id --annotator annotator --label label",
         f"labelloop audit trend weekly-quality --project {name}{db}",
         f"labelloop guidelines diff --project {name} 1.0 1.1{db}",
+        f"labelloop cases list --project {name}{db}",
+        f"labelloop feedback stats --project {name}{db}",
         f"labelloop audit report {cycles[-1]['run'] if cycles else 1} --format html -o report.html{db}",
         f"labelloop trail verify{db}",
     ):
@@ -221,8 +242,12 @@ def _versions(report: dict[str, Any]) -> str:
     return " · ".join(parts) or "-"
 
 
-def _run_audits(engine: Engine, summary: DemoSummary, reports_dir: Path) -> list[dict[str, str]]:
-    """Three weekly audit cycles with simulated reviewers; reports written to files."""
+def _run_audits(
+    engine: Engine, summary: DemoSummary, reports_dir: Path
+) -> tuple[list[dict[str, str]], int]:
+    """Three weekly audit cycles with simulated reviewers, reports written to files; then
+    case detection once more. Returns the cycles and how many cases that opened."""
+    from labelloop.adjudication import service as adjudication
     from labelloop.analytics import service as analytics
     from labelloop.audits.models import AuditRun
     from labelloop.audits.render import to_html, to_markdown
@@ -260,6 +285,8 @@ def _run_audits(engine: Engine, summary: DemoSummary, reports_dir: Path) -> list
                     "report": str(stem.with_suffix(".html").resolve()),
                 }
             )
+        # as the worker would after the audits: their unsure and disputed reviews open cases
+        late = adjudication.detect(session, actor=Actor.local("worker"), project=project).opened
         # the lead's dashboard opens at once instead of computing on its first view
         analytics.refresh_snapshot(session, actor=Actor.local("demo"), project=project)
-    return rows
+    return rows, late

@@ -1,4 +1,5 @@
-"""`labelloop guidelines`: import the draft, publish versions, show, export, history, diff."""
+"""`labelloop guidelines`: import the draft, publish versions, show, export, history, diff,
+and the re-check list of a change."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ from labelloop.cli._common import (
 from labelloop.errors import ImportFailed, ValidationFailed
 from labelloop.guidelines import service
 from labelloop.guidelines.diff import GuidelineDiff
+from labelloop.guidelines.recheck import (
+    DEFAULT_SAMPLE,
+    MAX_LIMIT,
+    MAX_SAMPLE,
+    Recheck,
+    Sent,
+)
+from labelloop.guidelines.recheck import recheck as recheck_list
+from labelloop.guidelines.recheck import send as send_recheck
 from labelloop.guidelines.schemas import GuidelineDoc, read_document, to_markdown, to_yaml
 from labelloop.projects.service import get_project
 
@@ -228,3 +238,201 @@ def diff_cmd(
         typer.echo(json.dumps(d.as_json(), indent=2, ensure_ascii=False))
     else:
         print_diff(d)
+
+
+def print_recheck(r: Recheck) -> None:
+    span = f"{r.old or 'none'} → {r.new}"
+    console.print(
+        f"[bold]{span}[/]{' rule ' + r.rule if r.rule else ''}: "
+        f"{r.total} annotations made before {r.new} to re-check",
+        highlight=False,
+    )
+    rules = Table("rule", "change", "labels", "exemplar labels", "annotations", title="By rule")
+    for c in r.rules:
+        labels, neighbours = ", ".join(c.labels), ", ".join(c.exemplar_labels)
+        rules.add_row(c.id, c.change, labels, neighbours, str(c.annotations))
+    console.print(rules)
+    by_label = ", ".join(f"{k} {v}" for k, v in r.labels.items()) or "none"
+    console.print(f"by label: {by_label}", markup=False, highlight=False)
+    by_reason = ", ".join(f"{k} {v}" for k, v in r.reasons.items())
+    console.print(f"by reason: {by_reason}", markup=False, highlight=False)
+    if not r.entries:
+        return
+    table = Table("id", "item", "annotator", "label", "version", "submitted", "reason")
+    table.columns[1].overflow = table.columns[2].overflow = "fold"
+    for e in r.entries:
+        label = e.label if isinstance(e.label, str) else json.dumps(e.label, ensure_ascii=False)
+        table.add_row(
+            *map(escape, (str(e.annotation_id), e.item, e.annotator, label)),
+            e.guideline_version or "",
+            e.submitted_at.date().isoformat() if e.submitted_at else "",
+            e.reason.replace("_", " "),
+        )
+    more = f" (the first {len(r.entries)} of {r.total})" if len(r.entries) < r.total else ""
+    table.title = f"Likeliest affected first{more}"
+    console.print(table)
+
+
+def _sent_json(sent: Sent) -> dict[str, Any]:
+    return {
+        "run": sent.run.id,
+        "policy": sent.policy.name,
+        "created": sent.created,
+        "population": sent.run.population_size,
+        "sample": sent.run.sample_size,
+        "notes": sent.notes,
+    }
+
+
+@app.command("recheck")
+def recheck_cmd(
+    project: ProjectOpt,
+    rule: Annotated[
+        str | None,
+        typer.Option("--rule", "-r", help="Only this rule (R4); default every changed one."),
+    ] = None,
+    old: Annotated[
+        str | None, typer.Option("--from", help="The older version; default the one before --to.")
+    ] = None,
+    new: Annotated[
+        str | None, typer.Option("--to", help="The newer version; default the current one.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, max=MAX_LIMIT, help="List this many annotations.")
+    ] = 20,
+    send: Annotated[
+        bool,
+        typer.Option("--send", help="Open an audit run reviewing a random sample of the list."),
+    ] = False,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            min=1,
+            max=MAX_SAMPLE,
+            help=f"With --send: how many to review [default {DEFAULT_SAMPLE}].",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Past annotations a guideline change may affect (made before --to, concerning the
+    labels of its changed rules and their exemplars), likeliest first; with --send, an
+    audit run to review them. --json: {"from", "to", "rule", "total", "rules", "labels",
+    "reasons", "annotations", "truncated"} and, with --send, "sent": {"run", "policy",
+    "created", "population", "sample", "notes"} (see docs/guidelines.md)."""
+    if sample is not None and not send:
+        raise fail("--sample goes with --send")
+    with open_session(database_url) as session:
+        proj = get_project(session, project)
+        actor = Actor.local()
+        found = recheck_list(
+            session,
+            actor=actor,
+            project=proj,
+            rule=rule,
+            from_version=old,
+            to_version=new,
+            limit=limit,
+        )
+        sent = None
+        if send:
+            sent = send_recheck(
+                session,
+                actor=actor,
+                project=proj,
+                rule=rule,
+                from_version=old,
+                to_version=new,
+                sample=sample or DEFAULT_SAMPLE,
+            )
+    if as_json:
+        data = found.as_json() | ({"sent": _sent_json(sent)} if sent else {})
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    print_recheck(found)
+    if sent is not None:
+        state = "sent to review as" if sent.created else "already sent as"
+        console.print(
+            f"{state} audit run [bold]{sent.run.id}[/] ({escape(sent.policy.name)}): "
+            f"{sent.run.sample_size} of {sent.run.population_size} annotations to review; "
+            f"reviewers: [bold]labelloop audit queue {sent.run.id}[/]",
+            highlight=False,
+        )
+
+
+def _external_id(session: Any, item_id: int | None) -> str | None:
+    from labelloop.projects.models import Item
+
+    item = None if item_id is None else session.get(Item, item_id)
+    return None if item is None else item.external_id
+
+
+@app.command("amendments")
+def amendments_cmd(
+    project: ProjectOpt,
+    status: Annotated[str, typer.Option(help="proposed, accepted, rejected or all.")] = "proposed",
+    as_json: JsonFlag = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Proposed changes to rules (from rulings), waiting for the guideline's owner."""
+    from labelloop.guidelines import amendments
+
+    if status not in {"proposed", "accepted", "rejected", "all"}:
+        raise fail(f"--status must be proposed, accepted, rejected or all, not {status!r}", code=2)
+    with open_session(database_url) as session:
+        proj = get_project(session, project)
+        found = amendments.list_amendments(
+            session, actor=Actor.local(), project=proj, status=None if status == "all" else status
+        )
+        rows = [
+            {"id": a.id, **amendments.amendment_json(a), "item": _external_id(session, a.item_id)}
+            for a in found
+        ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return
+    if not rows:
+        console.print(f"no {'' if status == 'all' else status + ' '}amendments")
+        return
+    table = Table("id", "rule", "kind", "proposal", "ruling", "status")
+    for r in rows:
+        what = (
+            r["text"]
+            if r["kind"] == "text"
+            else f"item {r['item_id']} as {r['label']}: {r['text']}"
+        )
+        table.add_row(
+            str(r["id"]), r["rule"], r["kind"], escape(what), str(r["ruling_id"] or ""), r["status"]
+        )
+    console.print(table)
+
+
+@app.command("accept")
+def accept_cmd(
+    amendment: Annotated[int, typer.Argument(help="The amendment id.", min=1)],
+    project: ProjectOpt,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Accept an amendment into the draft (it ships with the next published version)."""
+    from labelloop.guidelines import amendments
+
+    with open_session(database_url) as session:
+        proj = get_project(session, project)
+        a = amendments.accept(session, actor=Actor.local(), project=proj, amendment_id=amendment)
+        console.print(f"amendment {a.id} to {a.rule_key} accepted into the draft")
+
+
+@app.command("reject")
+def reject_cmd(
+    amendment: Annotated[int, typer.Argument(help="The amendment id.", min=1)],
+    project: ProjectOpt,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Reject an amendment."""
+    from labelloop.guidelines import amendments
+
+    with open_session(database_url) as session:
+        proj = get_project(session, project)
+        a = amendments.reject(session, actor=Actor.local(), project=proj, amendment_id=amendment)
+        console.print(f"amendment {a.id} to {a.rule_key} rejected")

@@ -22,6 +22,7 @@ from labelloop.accounts.actor import Actor
 from labelloop.audits import service as audits
 from labelloop.audits.models import AuditAssignment, AuditPolicy, AuditRun, AuditUnit
 from labelloop.audits.schemas import ReviewInput
+from labelloop.demo.feedback import send_cycle
 from labelloop.demo.simulate import CONFUSED_PAIR, LABELS, DemoData
 from labelloop.projects.models import Item, Project
 
@@ -101,10 +102,13 @@ def run_cycles(
     data: DemoData,
     cycles: int = 3,
     seed: int = 7,
+    feedback: bool = True,
 ) -> list[AuditCycle]:
-    """Open, review and close ``cycles`` weekly runs (skipping those already closed)."""
+    """Open, review and close ``cycles`` weekly runs (skipping those already closed);
+    with ``feedback``, send each run's feedback drafts (:mod:`labelloop.demo.feedback`)."""
     policy = ensure_policy(session, actor=actor, project=project)
     rng = np.random.default_rng(seed + 1009)
+    feedback_rng = np.random.default_rng(seed + 2003)  # apart: reviews stay as they were
     out = []
     for start, end in weekly_windows(data, cycles):
         run = audits.open_run(
@@ -113,6 +117,8 @@ def run_cycles(
         if run.status == "open":
             _review(session, actor=actor, run=run, data=data, rng=rng)
             audits.close_run(session, actor=actor, run=run)
+            if feedback:
+                send_cycle(session, actor=actor, project=project, run=run, rng=feedback_rng)
         overall = (run.report or {}).get("error_rate", {}).get("overall", {})
         out.append(
             AuditCycle(

@@ -26,6 +26,7 @@ from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
 from labelloop.accounts.roles import Role
 from labelloop.demo import guideline
+from labelloop.demo.adjudication import CourtSummary
 from labelloop.demo.simulate import PROJECT_NAME, AnnotatorProfile, DemoData, simulate
 from labelloop.projects import service as projects
 from labelloop.projects.importer import import_records
@@ -92,6 +93,7 @@ class DemoSummary:
     annotators: tuple[AnnotatorSummary, ...] = ()
     accounts: tuple[DemoAccount, ...] = DEMO_ACCOUNTS
     notices: tuple[str, ...] = field(default=())
+    court: CourtSummary | None = None  # the cases opened and ruled
 
 
 def _description(seed: int, n_items: int) -> str:
@@ -264,7 +266,10 @@ def _build(
     if progress is not None:
         progress(total, total)
     team = [accounts.get_user(session, p.username) for p in data.annotators]
-    guideline.publish_versions(session, actor=actor, project=project, data=data, annotators=team)
+    lead = accounts.get_user(session, "demo.lead")
+    _, court = guideline.publish_versions(
+        session, actor=actor, project=project, data=data, annotators=team, lead=lead
+    )
     # the user.create events never hold a hash, so setting it afterwards changes no event
     for user_id, password_hash in logins:
         login = session.get(User, user_id)
@@ -280,4 +285,5 @@ def _build(
         counts=projects.project_summary(session, project).as_dict(),
         annotators=_annotator_summaries(data),
         notices=result.notices,
+        court=court,
     )

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
 from labelloop.demo import _templates as tpl
+from labelloop.demo.adjudication import CourtSummary, accept_amendments, hold_court
 from labelloop.demo.simulate import GUIDELINE_CHANGE_DAY, START, DemoData
 from labelloop.guidelines import service as guidelines
 from labelloop.guidelines.schemas import ExemplarDoc, GuidelineDoc, RuleDoc
@@ -89,22 +90,36 @@ def _refund_exemplars(data: DemoData) -> tuple[ExemplarDoc, ...]:
 
 
 def publish_versions(
-    session: Session, *, actor: Actor, project: Project, data: DemoData, annotators: Sequence[User]
-) -> list[str]:
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    data: DemoData,
+    annotators: Sequence[User],
+    lead: User | None = None,
+) -> tuple[list[str], CourtSummary | None]:
     """Publish 1.0 (at the simulation's start) and 1.1 (on the change day), each
-    acknowledged by every simulated annotator; returns the numbers published."""
-    published = []
+    acknowledged by every simulated annotator. Between the two the adjudicator rules
+    refund/billing cases under 1.0, and ``lead`` accepts their proposals into the 1.1
+    draft (see :mod:`labelloop.demo.adjudication`; skipped without a lead). Returns the
+    numbers published and what the adjudication did."""
+    published, court = [], None
     for clarified, day, note in (
         (False, 0, "First version."),
         (
             True,
             GUIDELINE_CHANGE_DAY,
             f"{REFUND_RULE}: refund vs billing clarified, with boundary exemplars "
-            "(the audits found refund and billing mixed up).",
+            "(the audits found refund and billing mixed up; cases ruled under 1.0).",
         ),
     ):
+        if clarified and lead is not None:
+            court = hold_court(session, project=project, data=data)
         doc = document(data, clarified=clarified)
         guidelines.save_draft(session, actor=actor, project=project, doc=doc, source="demo")
+        if clarified and lead is not None:
+            lead_actor = Actor.for_user(lead.id, lead.username)
+            accept_amendments(session, actor=lead_actor, project=project)
         version = guidelines.publish(
             session,
             actor=actor,
@@ -120,4 +135,4 @@ def publish_versions(
                 number=version.number,
             )
         published.append(version.number)
-    return published
+    return published, court

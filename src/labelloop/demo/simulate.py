@@ -55,6 +55,14 @@ GOLD_SOURCE = "expert"
 START = datetime(2026, 9, 28, tzinfo=UTC)  # a Monday
 DAYS = 42
 GUIDELINE_CHANGE_DAY = 31  # annotations submitted from this day on are under guideline 1.1
+#: The days the demo sends each audit cycle's feedback (the day after cycles 1 and 2
+#: end; cycle 3's notes go out after the simulated period).
+FEEDBACK_DAYS = (29, 36)
+#: Each round of feedback removes this share of an annotator's remaining off-diagonal
+#: confusion: a few points of accuracy for most of the team, the modest size studies
+#: of feedback to crowd workers report (e.g. Dow et al., "Shepherding the crowd yields
+#: better work", CSCW 2012), not a cure.
+LEARNING = 0.2
 TOO_FAST_SECONDS = 3.0
 MAX_BREAK = 1200.0  # seconds: the longest pause inside a session
 SESSION_GAP = 1800.0  # seconds: the shortest pause between two sessions
@@ -557,8 +565,11 @@ def _label(
     position: IntArray,
     team: tuple[AnnotatorProfile, ...],
     clarified: npt.NDArray[np.bool_],
+    rounds: IntArray,
 ) -> IntArray:
-    """The labels given; ``clarified`` marks work done under guideline 1.1."""
+    """The labels given; ``clarified`` marks work done under guideline 1.1, ``rounds``
+    the feedback rounds the annotator had received (each removes :data:`LEARNING` of
+    their remaining confusion)."""
     k = len(LABELS)
     true = tickets.intent[items]
     probs = np.empty((len(items), k))
@@ -570,6 +581,7 @@ def _label(
         if profile.clarified is not None:
             after = clarified[rows]
             base[after] = profile.clarified[true[rows][after]]
+        base = _learned(base, true[rows], rounds[rows])
         probs[rows] = (1 - f) * base + f / k
         slip[rows] = profile.edge_slip
     cum = np.cumsum(probs, axis=1)
@@ -578,6 +590,17 @@ def _label(
     alt = tickets.alt[items]
     slipped = (alt >= 0) & (rng.random(len(items)) < slip)
     return np.where(slipped, alt, given)
+
+
+def _learned(base: FloatArray, true: IntArray, rounds: IntArray) -> FloatArray:
+    """Confusion rows after ``rounds`` of feedback: the off-diagonal mass shrinks by
+    ``(1 - LEARNING) ** rounds``, the rest moves to the true label."""
+    keep = (1.0 - LEARNING) ** rounds.astype(np.float64)
+    rows = np.arange(len(true))
+    right = base[rows, true]
+    out = base * keep[:, None]
+    out[rows, true] = 1.0 - (1.0 - right) * keep
+    return out
 
 
 # -- model predictions ----------------------------------------------------------------
@@ -668,7 +691,10 @@ def simulate(seed: int = 7, n_items: int = 2000, *, gold_fraction: float = 0.05)
         r_work, tickets, a_item, a_annotator, team
     )
     change = GUIDELINE_CHANGE_DAY * 86400.0
-    given = _label(r_work, tickets, a_item, a_annotator, position, team, submitted >= change)
+    rounds = (submitted[:, None] >= np.asarray(FEEDBACK_DAYS) * 86400.0).sum(axis=1)
+    given = _label(
+        r_work, tickets, a_item, a_annotator, position, team, submitted >= change, rounds
+    )
     order = np.lexsort((started, a_item))  # by item, then time
     a_item, a_annotator, session, position = (
         a_item[order],

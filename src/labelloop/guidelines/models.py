@@ -96,3 +96,37 @@ class GuidelineAck(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("guideline_versions.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     acknowledged_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+PROPOSED = "proposed"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+
+class GuidelineAmendment(Base):
+    """A proposed change to one rule, usually from a ruling: a clarification of its
+    text (``kind == "text"``) or an item to add as an exemplar (``"exemplar"``). The
+    guideline owner accepts it into the draft (it ships with the next published version)
+    or rejects it."""
+
+    __tablename__ = "guideline_amendments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    rule_key: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(10))  # text | exemplar
+    text: Mapped[str] = mapped_column(Text, default="")  # the clarification, or the why
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    label: Mapped[Any] = mapped_column(nullable=True)
+    ruling_id: Mapped[int | None] = mapped_column(ForeignKey("rulings.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(10), default=PROPOSED)
+    proposed_by: Mapped[str] = mapped_column(String(200))
+    proposed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    #: the draft version the accepted change went into
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("guideline_versions.id", ondelete="SET NULL")
+    )

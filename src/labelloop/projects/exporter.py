@@ -6,7 +6,7 @@ Rows are streamed from the database (``yield_per``) into the writers of
 Long form has one row per annotation, plus one row (empty annotator and label) for each
 item without annotations, so items and gold labels survive a round trip. Columns:
 ``item_id, annotator, label, annotation_id, started_at, submitted_at, active_seconds,
-guideline_version, attributes, flags, gold, text`` then ``payload`` (JSON, only when some
+guideline_version, attributes, flags, gold, adjudicated, text`` then ``payload`` (JSON, only when some
 item has payload fields besides ``text``), one ``segment_<name>`` column per segment
 and ``tags`` (``|``-separated). These are the default column names of the long-form
 reader, so an export re-imports without column flags.
@@ -39,6 +39,7 @@ from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import User
 from labelloop.accounts.policy import require
 from labelloop.accounts.roles import Permission
+from labelloop.adjudication.models import Ruling
 from labelloop.errors import ConfigurationError
 from labelloop.formats.records import (
     AnnotationRecord,
@@ -60,6 +61,7 @@ YIELD_PER = 2000
 _items_t = cast(Table, Item.__table__)
 _ann_t = cast(Table, Annotation.__table__)
 _gold_t = cast(Table, GoldLabel.__table__)
+_ruling_t = cast(Table, Ruling.__table__)
 _pred_t = cast(Table, Prediction.__table__)
 _users_t = cast(Table, User.__table__)
 
@@ -194,6 +196,7 @@ _LONG_BASE = [
     "attributes",
     "flags",
     "gold",
+    "adjudicated",
     "text",
 ]
 
@@ -227,7 +230,14 @@ def _long_columns(session: Session, project_id: int) -> tuple[list[str], list[st
 def _long_rows(
     session: Session, project_id: int, segments: list[str], with_payload: bool
 ) -> Iterator[dict[str, Any]]:
-    a, i, u, g = _ann_t, _items_t, _users_t, _gold_t
+    a, i, u, g, r = _ann_t, _items_t, _users_t, _gold_t, _ruling_t
+    # the newest ruling of each ruled item: its label is the item's adjudicated label
+    newest = (
+        select(r.c.item_id, func.max(r.c.id).label("ruling_id"))
+        .where(r.c.project_id == project_id)
+        .group_by(r.c.item_id)
+        .subquery()
+    )
     stmt = (
         select(
             i.c.external_id,
@@ -245,11 +255,14 @@ def _long_rows(
             a.c.active_seconds,
             a.c.guideline_version,
             g.c.value.label("gold"),
+            r.c.value.label("adjudicated"),
         )
         .select_from(i)
         .outerjoin(a, a.c.item_id == i.c.id)
         .outerjoin(u, u.c.id == a.c.annotator_id)
         .outerjoin(g, g.c.item_id == i.c.id)
+        .outerjoin(newest, newest.c.item_id == i.c.id)
+        .outerjoin(r, r.c.id == newest.c.ruling_id)
         .where(i.c.project_id == project_id)
         .order_by(i.c.id, a.c.id)
         .execution_options(yield_per=YIELD_PER)
@@ -270,6 +283,7 @@ def _long_rows(
             "attributes": row.attributes or None,
             "flags": row.flags or None,
             "gold": row.gold,
+            "adjudicated": row.adjudicated,
             "text": text if isinstance(text, str) else None,
         }
         if with_payload:

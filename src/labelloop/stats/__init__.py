@@ -17,6 +17,8 @@ The implementation lives in the modules; this package re-exports their public na
 :mod:`labelloop.stats.distributions`  label skew and drift: chi-square, JSD, PSI,
                                       Benjamini–Hochberg
 :mod:`labelloop.stats.intervals`      vectorised bootstrap confidence intervals
+:mod:`labelloop.stats.contingency`    Cochran–Mantel–Haenszel test over stratified 2×2
+                                      tables (before/after effects per annotator)
 ====================================  ==================================================
 
 See ``docs/stats/index.md``. Importing this package never imports sqlalchemy,
@@ -51,6 +53,7 @@ from labelloop.stats.agreement import (
     span_alpha,
     weight_matrix,
 )
+from labelloop.stats.contingency import CMHResult, cochran_mantel_haenszel
 from labelloop.stats.distributions import (
     Chi2Result,
     Comparison,
@@ -112,6 +115,7 @@ __all__ = [
     "AgreementResult",
     "AnnotatorAgreement",
     "BootstrapResult",
+    "CMHResult",
     "CategoryAgreement",
     "Chi2Result",
     "Comparison",
@@ -134,6 +138,7 @@ __all__ = [
     "bootstrap_items",
     "brennan_prediger",
     "chi2_homogeneity",
+    "cochran_mantel_haenszel",
     "cohen_kappa",
     "compare_distributions",
     "confident_joint",

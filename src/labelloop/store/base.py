@@ -66,3 +66,8 @@ class Base(DeclarativeBase):
 
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (``Result`` types it only on ``CursorResult``)."""
+    return int(getattr(result, "rowcount", 0) or 0)

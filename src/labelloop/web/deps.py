@@ -71,6 +71,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     committed or rolled back on a worker thread."""
     request.state.after_commit = []
     session = request.app.state.sessions()
+    # for the page's navigation (templating.render), read on the route's own thread;
+    # cleared before any error page renders
+    request.state.db_session = session
     try:
         yield session
         if session.in_transaction():
@@ -80,6 +83,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             await run_in_threadpool(session.rollback)
         raise
     finally:
+        request.state.db_session = None
         session.close()  # nothing is open any more: no I/O
     callbacks: list[Callable[[], None]] = request.state.after_commit
     for callback in callbacks:

@@ -6,6 +6,7 @@ Domain errors (:mod:`labelloop.errors`) carry no HTTP; this module maps them::
     AcknowledgementRequired 409 guideline_unacknowledged
     Conflict            409  conflict
     PermissionDenied    403  forbidden
+    RateLimited         429  too_many_attempts
     ValidationFailed    422  validation_failed   (details: one entry per violation)
     ImportFailed        422  import_failed       (details: the first problems)
     ConfigurationError  500  configuration_error
@@ -43,6 +44,7 @@ from labelloop.errors import (
     LabelLoopError,
     NotFound,
     PermissionDenied,
+    RateLimited,
     TrailBroken,
     ValidationFailed,
 )
@@ -89,6 +91,7 @@ DOMAIN: list[tuple[type[LabelLoopError], int, str]] = [
     (AcknowledgementRequired, 409, "guideline_unacknowledged"),
     (Conflict, 409, "conflict"),
     (PermissionDenied, 403, "forbidden"),
+    (RateLimited, 429, "too_many_attempts"),
     (ValidationFailed, 422, "validation_failed"),
     (ImportFailed, 422, "import_failed"),
     (ConfigurationError, 500, "configuration_error"),

@@ -1,5 +1,6 @@
 """``/api/v1/projects/{id}/guidelines``: read versions and diffs, write the draft,
-publish, and acknowledge (included in :mod:`labelloop.web.api.v1`'s router)."""
+publish, acknowledge, and the re-check list of a change (included in
+:mod:`labelloop.web.api.v1`'s router)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, ValidationError
 
 from labelloop.errors import ValidationFailed
-from labelloop.guidelines import service
+from labelloop.guidelines import recheck, service
 from labelloop.guidelines.models import GuidelineVersion
 from labelloop.guidelines.schemas import (
     MAX_EXEMPLARS,
@@ -43,6 +44,15 @@ VersionParam = Annotated[
 
 RULE_ID_PATTERN = f"^{RULE_KEY.pattern}$"
 RuleId = Annotated[str, Field(pattern=RULE_ID_PATTERN, examples=["R12"])]
+PublishedVersion = Annotated[
+    str,
+    Field(
+        pattern=f"^{VERSION.pattern}$",
+        max_length=13,
+        description="A published version number (1.2).",
+        examples=["1.0"],
+    ),
+]
 
 
 class ExemplarIn(_In):
@@ -159,6 +169,70 @@ class AcknowledgeIn(_In):
 class AcknowledgeOut(BaseModel):
     version: str
     acknowledged_at: datetime
+
+
+class RecheckRuleOut(BaseModel):
+    id: str
+    title: str
+    change: Literal["added", "removed", "changed", "unchanged"]
+    labels: list[str] = Field(description="The rule's labels, in either version.")
+    exemplar_labels: list[str] = Field(
+        description="Labels of its exemplars (either version) that are not among `labels`."
+    )
+    annotations: int = Field(description="Listed annotations that concern the rule.")
+
+
+class RecheckEntryOut(BaseModel):
+    id: int = Field(description="The annotation's id.")
+    item: str = Field(description="The item's external id.")
+    annotator: str
+    label: Any = Field(description="The annotation's label value.")
+    guideline_version: str | None
+    submitted_at: datetime | None
+    reason: Literal["exemplar", "rule_label", "exemplar_label"]
+    rules: list[str] = Field(description="The concerned rules it concerns.")
+
+
+class RecheckOut(BaseModel):
+    """Past annotations a guideline change may affect (docs/guidelines.md, "Re-check
+    list"): counts over the whole list, and its first `limit` annotations, likeliest
+    affected first."""
+
+    model_config = {"populate_by_name": True}
+
+    from_: str | None = Field(alias="from", description="null: compared with nothing.")
+    to: str
+    rule: str | None
+    total: int
+    rules: list[RecheckRuleOut]
+    labels: dict[str, int] = Field(description="Listed annotations per label they concern.")
+    reasons: dict[str, int] = Field(description="Listed annotations per reason.")
+    annotations: list[RecheckEntryOut]
+    truncated: bool = Field(description="True when `annotations` holds fewer than `total`.")
+
+
+class RecheckIn(_In):
+    rule: RuleId | None = Field(None, description="Only this rule; default every changed one.")
+    from_: PublishedVersion | None = Field(
+        None, alias="from", description="Default: the version published before `to`."
+    )
+    to: PublishedVersion | None = Field(None, description="Default: the current version.")
+    sample: int = Field(
+        recheck.DEFAULT_SAMPLE,
+        ge=1,
+        le=recheck.MAX_SAMPLE,
+        description="How many of the list to review (all of it when shorter).",
+    )
+
+
+class RecheckSentOut(BaseModel):
+    run_id: int = Field(description="The audit run reviewing the re-check list.")
+    policy_id: int
+    policy: str = Field(description="The re-check policy, e.g. `Re-check R4 (1.0 → 1.1)`.")
+    created: bool = Field(description="False: this re-check was sent before, to this run.")
+    population: int = Field(description="Annotations in the re-check list.")
+    sample: int = Field(description="Annotations drawn for review.")
+    notes: list[str]
 
 
 def _version_out(session: Any, v: GuidelineVersion) -> VersionOut:
@@ -298,3 +372,71 @@ def acknowledge_guideline(
     ack = service.acknowledge(session, actor=actor, project=p, number=body.version)
     out = AcknowledgeOut(version=body.version, acknowledged_at=ack.acknowledged_at)
     return _created(idem, out, 200)  # type: ignore[return-value]
+
+
+@router.get("/projects/{project_id}/guidelines/recheck", tags=["guidelines"])
+def recheck_guideline(
+    project_id: ProjectId,
+    session: SessionDep,
+    actor: CurrentActor,
+    rule: Annotated[RuleId | None, Query(description="Only this rule.")] = None,
+    from_: Annotated[PublishedVersion | None, Query(alias="from")] = None,
+    to: Annotated[PublishedVersion | None, Query()] = None,
+    limit: Annotated[int, Query(ge=0, le=recheck.MAX_LIMIT)] = recheck.DEFAULT_LIMIT,
+) -> RecheckOut:
+    """The re-check list of a change (`data.export`: leads and model accounts): the
+    annotations made before `to` (default the current version) that concern a rule
+    changed since `from` (default the version before `to`), or `rule` alone, by their
+    labels or their rules' exemplars. 404 for a version or rule that does not exist."""
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
+    found = recheck.recheck(
+        session, actor=actor, project=p, rule=rule, from_version=from_, to_version=to, limit=limit
+    )
+    return RecheckOut.model_validate(found.as_json())
+
+
+def _sent_out(sent: recheck.Sent) -> RecheckSentOut:
+    return RecheckSentOut(
+        run_id=sent.run.id,
+        policy_id=sent.policy.id,
+        policy=sent.policy.name,
+        created=sent.created,
+        population=sent.run.population_size,
+        sample=sent.run.sample_size,
+        notes=sent.notes,
+    )
+
+
+@router.post(
+    "/projects/{project_id}/guidelines/recheck",
+    status_code=201,
+    tags=["guidelines"],
+    responses={
+        **WRITE_ERRORS,
+        201: {"model": RecheckSentOut, "description": "The audit run, opened now"},
+        200: {"model": RecheckSentOut, "description": "The run this re-check was sent to before"},
+    },
+)
+def send_guideline_recheck(
+    project_id: ProjectId,
+    idem: IdempotencyDep,
+    session: SessionDep,
+    actor: CurrentActor,
+    body: RecheckIn | None = None,
+) -> RecheckSentOut:
+    """Send the re-check list to review (`audit.manage`: leads): an audit run of the
+    change's manual re-check policy (created on first use) over the whole list,
+    reviewing a seeded random sample of `sample`. The same re-check sent again answers
+    200 with its first run. 422 when the list is empty or no reviewer may review it."""
+    p = queries.visible_project(session, actor=actor, project_id=project_id)
+    args = body or RecheckIn()
+    sent = recheck.send(
+        session,
+        actor=actor,
+        project=p,
+        rule=args.rule,
+        from_version=args.from_,
+        to_version=args.to,
+        sample=args.sample,
+    )
+    return _created(idem, _sent_out(sent), 201 if sent.created else 200)  # type: ignore[return-value]

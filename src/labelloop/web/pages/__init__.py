@@ -4,12 +4,19 @@ from fastapi import APIRouter
 
 from labelloop.web.pages import (
     admin,
+    amendments,
+    anonymous,
     audits,
     auth,
+    cases,
+    feedback,
     guidelines,
+    inbox,
     policies,
     projects,
+    quality,
     queue,
+    rulings,
     transfers,
     workbench,
 )
@@ -24,5 +31,12 @@ router.include_router(workbench.router)
 router.include_router(guidelines.router)
 router.include_router(queue.router)
 router.include_router(admin.router)
+router.include_router(cases.router)
+router.include_router(rulings.router)
+router.include_router(inbox.router)
+router.include_router(amendments.router)
+router.include_router(anonymous.router)
+router.include_router(feedback.router)
+router.include_router(quality.router)
 
 __all__ = ["router"]

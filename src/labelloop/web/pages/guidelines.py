@@ -1,5 +1,6 @@
-"""Guideline pages: read a version (with search), compare versions, acknowledge a new
-one, and, for leads, edit the draft rule by rule and publish it.
+"""Guideline pages: read a version (with search), compare versions (with, for leads,
+the change's re-check list and its send-to-review form), acknowledge a new one, and,
+for leads, edit the draft rule by rule and publish it.
 
 The rule form takes the rule's Markdown text in a plain text area and its exemplars as
 a YAML list (``- {item: ticket-0007, kind: positive, label: refund, why: ...}``);
@@ -20,11 +21,13 @@ from sqlalchemy.orm import Session
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, NotFound, ValidationFailed
-from labelloop.guidelines import service
-from labelloop.guidelines.schemas import MAX_TEXT, GuidelineDoc, RuleDoc
+from labelloop.guidelines import recheck, service
+from labelloop.guidelines.diff import GuidelineDiff
+from labelloop.guidelines.schemas import MAX_TEXT, VERSION, GuidelineDoc, RuleDoc, version_order
 from labelloop.projects.models import Project
 from labelloop.web import queries
 from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
+from labelloop.web.pages.amendments import amendment_rows
 from labelloop.web.templating import render
 
 router = APIRouter(route_class=TransactionRoute)
@@ -104,7 +107,88 @@ def guideline_diff_page(
 ) -> Response:
     project = _read(session, actor, project_id)
     changes = service.diff(session, actor=actor, project=project, old=old, new=new)
-    return render(request, "guideline_diff.html", {"project": project, "changes": changes})
+    return _diff_page(request, session, actor, project, changes)
+
+
+def _recheck_of(
+    session: Session, actor: Actor, project: Project, changes: GuidelineDiff
+) -> recheck.Recheck | None:
+    """The re-check counts of a change between published versions, for those who may
+    read annotations' labels (None otherwise)."""
+    published = changes.new is not None and VERSION.fullmatch(changes.new)
+    if not published or not queries.may(session, actor, Permission.DATA_EXPORT, project.id):
+        return None
+    if changes.old is not None and version_order(changes.old) >= version_order(changes.new):
+        return None
+    return recheck.recheck(
+        session,
+        actor=actor,
+        project=project,
+        from_version=changes.old,
+        to_version=changes.new,
+        limit=0,
+    )
+
+
+def _diff_page(
+    request: Request,
+    session: Session,
+    actor: Actor,
+    project: Project,
+    changes: GuidelineDiff,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "guideline_diff.html",
+        {
+            "project": project,
+            "changes": changes,
+            "recheck": _recheck_of(session, actor, project, changes),
+            "can_send": queries.may(session, actor, Permission.AUDIT_MANAGE, project.id),
+            "default_sample": recheck.DEFAULT_SAMPLE,
+            "max_sample": recheck.MAX_SAMPLE,
+            "error": error,
+        },
+        status_code=status_code,
+    )
+
+
+@router.post("/projects/{project_id}/guidelines/recheck")
+def send_recheck(
+    request: Request,
+    project_id: PathId,
+    session: SessionDep,
+    actor: CurrentActor,
+    user: CurrentUser,
+    to: Annotated[str, Form(max_length=20)],
+    old: Annotated[str, Form(alias="from", max_length=20)] = "",
+    rule: Annotated[str, Form(max_length=20)] = "",
+    sample: Annotated[int, Form(ge=1, le=recheck.MAX_SAMPLE)] = recheck.DEFAULT_SAMPLE,
+) -> Response:
+    """Send the change's re-check list to review, and show the audit run."""
+    project = queries.project_for(
+        session, actor=actor, project_id=project_id, permission=Permission.AUDIT_MANAGE
+    )
+    try:
+        sent = recheck.send(
+            session,
+            actor=actor,
+            project=project,
+            rule=rule or None,
+            from_version=old or None,
+            to_version=to,
+            sample=sample,
+        )
+    except ValidationFailed as exc:
+        session.rollback()
+        project = _read(session, actor, project_id)
+        changes = service.diff(session, actor=actor, project=project, old=old or None, new=to)
+        message = f"not sent: {exc}"
+        return _diff_page(request, session, actor, project, changes, error=message, status_code=422)
+    return RedirectResponse(f"/audits/runs/{sent.run.id}", status_code=303)
 
 
 @router.post("/projects/{project_id}/guidelines/acknowledge")
@@ -176,6 +260,7 @@ def _draft_page(
             "errors": errors or {},
             "notice": notice,
             "note": note,
+            "amendments": amendment_rows(session, actor, project),
         },
         status_code=status_code,
     )

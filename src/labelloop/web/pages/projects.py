@@ -18,6 +18,7 @@ from labelloop.projects import service as projects
 from labelloop.projects.models import Project
 from labelloop.web import queries
 from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
+from labelloop.web.pages.cases import may_open, open_cases
 from labelloop.web.templating import render
 
 router = APIRouter(route_class=TransactionRoute)
@@ -37,6 +38,8 @@ def project_list(
                 "can_manage": queries.may(session, actor, Permission.PROJECT_MANAGE, p.id),
                 "can_review": queries.may(session, actor, Permission.AUDIT_REVIEW, p.id),
                 "can_label": queries.may(session, actor, Permission.ANNOTATE, p.id),
+                "can_adjudicate": queries.may(session, actor, Permission.ADJUDICATE, p.id),
+                "can_open": may_open(session, actor, p.id),
             }
         )
     return render(request, "projects.html", {"rows": rows})
@@ -62,6 +65,9 @@ def project_overview(
             "dashboard": dashboard,
             "freshness": freshness,
             "can_review": queries.may(session, actor, Permission.AUDIT_REVIEW, project.id),
+            "can_adjudicate": queries.may(session, actor, Permission.ADJUDICATE, project.id),
+            "can_open": may_open(session, actor, project.id),
+            "open_cases": open_cases(session, actor, project),
         },
     )
 

@@ -22,6 +22,7 @@ from starlette.datastructures import FormData
 
 from labelloop.accounts.actor import Actor
 from labelloop.errors import AcknowledgementRequired, Conflict, ValidationFailed
+from labelloop.feedback import service as feedback
 from labelloop.projects import service as projects
 from labelloop.projects.models import Project
 from labelloop.projects.schemas import LabelSchema, Rule
@@ -197,6 +198,7 @@ def _page(
             "entered": entered,
             "notice": notice,
             "flash": flash if isinstance(flash, str) else None,
+            "new_notes": feedback.unread_count(session, actor=actor, project=project),
             "max_reason": MAX_REASON,
             "reserved": [
                 k for k in RESERVED_KEYS if k not in {h.lower() for h in hotkeys.values()}

@@ -1,0 +1,1 @@
+"""Disagreement cases: detection, the adjudicator's queue, and rulings."""

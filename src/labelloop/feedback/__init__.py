@@ -1,0 +1,1 @@
+"""Feedback to annotators, and the anonymous channel."""
