@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+from contextlib import nullcontext
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -14,6 +16,13 @@ from labelloop.adjudication.models import Ruling
 from labelloop.escalation.models import Notification
 from labelloop.trail.models import Event
 from tests.web.conftest import Demo, bearer, count_rows, make_token
+
+
+@pytest.fixture(autouse=True)
+def _app_started(clients: dict[str, tuple[TestClient, str | None]]) -> None:
+    """The app's lifespan runs once, for ``clients``; these tests share its engine (a
+    ``with TestClient(...)`` here would start it again and orphan the engine before)."""
+
 
 CASE_KEYS = {"id", "item", "reason", "priority", "status", "opened_at", "due_at", "level"}
 WHY = "The customer wants the duplicate charge reversed: money back, so refund (R4)."
@@ -25,7 +34,7 @@ def _headers(demo: Demo, username: str, role: str) -> dict[str, str]:
 
 def test_cases_by_role(demo: Demo, demo_app: FastAPI) -> None:
     api = f"/api/v1/projects/{demo.project_id}"
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         r = c.get(f"{api}/cases", headers=_headers(demo, "demo.adjudicator", "adjudicator"))
         assert r.status_code == 200, r.text
         body = r.json()
@@ -45,7 +54,7 @@ def test_cases_by_role(demo: Demo, demo_app: FastAPI) -> None:
 def test_ruling_needs_a_rationale_and_happens_once(demo: Demo, demo_app: FastAPI) -> None:
     judge = _headers(demo, "demo.adjudicator", "adjudicator")
     api = f"/api/v1/projects/{demo.project_id}"
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         case = c.get(f"{api}/cases", headers=judge).json()["cases"][-1]
         before = (count_rows(demo.url, Ruling), count_rows(demo.url, Event))
         r = c.post(
@@ -76,7 +85,7 @@ def test_ruling_needs_a_rationale_and_happens_once(demo: Demo, demo_app: FastAPI
 def test_the_inbox_tells_who_differed(demo: Demo, demo_app: FastAPI) -> None:
     differed = count_rows(demo.url, Notification, kind="ruling.differs")
     assert differed > 0  # the demo's rulings told the annotators who chose otherwise
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         for user in ("lucas.martin", "maria.lopez", "demo.lead"):
             role = {"lucas.martin": "annotator", "maria.lopez": "mentor"}.get(user, "lead")
             headers = _headers(demo, user, role)
@@ -97,7 +106,7 @@ def test_settings_and_amendments(demo: Demo, demo_app: FastAPI) -> None:
         _headers(demo, "demo.lead", "lead"),
         _headers(demo, "demo.adjudicator", "adjudicator"),
     )
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         r = c.get(f"{api}/adjudication/settings", headers=judge)
         assert r.status_code == 200 and r.json()["rationale_min"] >= 1
         r = c.patch(f"{api}/adjudication/settings", json={"sla_hours": 24}, headers=judge)
@@ -117,7 +126,7 @@ def test_settings_and_amendments(demo: Demo, demo_app: FastAPI) -> None:
 def test_open_by_hand(demo: Demo, demo_app: FastAPI) -> None:
     api = f"/api/v1/projects/{demo.project_id}"
     auditor = _headers(demo, "demo.auditor", "auditor")
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         r = c.post(f"{api}/cases", json={"item": "no-such-item", "note": "x"}, headers=auditor)
         assert r.status_code == 404
         r = c.post(f"{api}/cases", json={"item": "tkt-00002", "note": ""}, headers=auditor)

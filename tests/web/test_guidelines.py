@@ -8,6 +8,7 @@ gates the shared demo project's other tests.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,13 @@ from labelloop.workbench.schemas import SettingsIn
 from tests.guidelines._data import EXAMPLE, INTENT
 from tests.web.conftest import OPERATOR, Demo, bearer, login, make_token
 from tests.web.test_browser import Page, browser, server  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _app_started(clients: dict[str, tuple[TestClient, str | None]]) -> None:
+    """The app's lifespan runs once, for ``clients``; these tests share its engine (a
+    ``with TestClient(...)`` here would start it again and orphan the engine before)."""
+
 
 LEAD, ANNOTATOR = "gl.lead", "gl.annotator"
 
@@ -103,7 +111,7 @@ def _publish_next(gl: Gl, note: str) -> str:
 
 def test_lead_edits_a_rule_and_publishes(demo_app: FastAPI, gl: Gl) -> None:
     _publish_next(gl, "a starting point")
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         csrf = login(c, LEAD)
         base = f"/projects/{gl.project_id}/guidelines"
         form = c.get(f"{base}/draft/rules/new")
@@ -140,7 +148,7 @@ def test_lead_edits_a_rule_and_publishes(demo_app: FastAPI, gl: Gl) -> None:
 
 
 def test_rule_text_cannot_script_the_page(demo_app: FastAPI, gl: Gl) -> None:
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         csrf = login(c, LEAD)
         base = f"/projects/{gl.project_id}/guidelines"
         evil = {
@@ -166,7 +174,7 @@ def test_api_versions_diff_and_the_acknowledgement_gate(
     api = f"/api/v1/projects/{gl.project_id}"
     doc = parse_document(EXAMPLE.read_text(encoding="utf-8"), source="guideline.md").as_json()
     doc["rules"][1]["text"] += "\n\nQuoting an error message does not make it technical."
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         before = c.get(f"{api}/guidelines", headers=ann).json()["version"]
         assert c.put(f"{api}/guidelines/draft", json=doc, headers=ann).status_code == 403
         r = c.put(f"{api}/guidelines/draft", json=doc, headers=lead)
@@ -285,7 +293,7 @@ def test_api_recheck_lists_and_sends(demo: Demo, demo_app: FastAPI, gl: Gl) -> N
     ann = bearer(make_token(demo, ANNOTATOR, "annotator", gl.project_id))
     api = f"/api/v1/projects/{gl.project_id}/guidelines/recheck"
     span = {"from": old, "to": new}
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         assert c.get(api, params=span, headers=ann).status_code == 403
         r = c.get(api, params={**span, "limit": 1000}, headers=lead)
         assert r.status_code == 200, r.text
@@ -322,11 +330,11 @@ def test_diff_page_shows_the_recheck_and_sends_it(demo_app: FastAPI, gl: Gl) -> 
     old, new, _ = _old_work(gl, "Page re-check: refunds of fees")
     _grant_auditor(gl)
     page = f"/projects/{gl.project_id}/guidelines/diff?from={old}&to={new}"
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         login(c, ANNOTATOR)
         r = c.get(page)
         assert r.status_code == 200 and 'id="recheck"' not in r.text
-    with TestClient(demo_app) as c:
+    with nullcontext(TestClient(demo_app)) as c:
         csrf = login(c, LEAD)
         r = c.get(page)
         assert r.status_code == 200 and 'id="recheck"' in r.text
