@@ -9,6 +9,7 @@ chart drawn). Every feedback page fits a phone's width (360 px). Screenshots go 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from labelloop.feedback import lifecycle
@@ -132,9 +133,14 @@ def test_lead_sends_and_annotator_acknowledges(
         p.page.wait_for_selector("#accuracy")
         assert "%" in p.page.inner_text("#acc-reference .fb-rate")
         assert p.page.locator("#histogram li.mine").count() == 1
-        p.page.wait_for_function(
-            "window.labelloopCharts && window.labelloopCharts['my-weekly-accuracy']"
-        )
+        # poll from here: wait_for_function evaluates a string in the page, which the
+        # app's Content-Security-Policy (no 'unsafe-eval') forbids
+        deadline = time.monotonic() + 10
+        while not p.page.evaluate(
+            "!!(window.labelloopCharts && window.labelloopCharts['my-weekly-accuracy'])"
+        ):
+            assert time.monotonic() < deadline, "the weekly accuracy chart was not drawn"
+            time.sleep(0.05)
         canvas = p.page.query_selector("canvas[data-chart='my-weekly-accuracy']")
         assert canvas is not None and canvas.evaluate(CANVAS_FILLED) > 100
         p.shot("feedback-my-quality", backend)
