@@ -41,6 +41,7 @@ def test_each_vote_signal_opens_one_case(court: Court) -> None:
     assert not any(name.startswith("calm") for name in cases)
     assert cases["spread"].reason == "posterior"  # the stronger signal names the case
     assert {s["reason"] for s in cases["spread"].signals} == {"posterior", "spread"}
+    assert cases["spread"].uncertainty >= 2 / 3 - 1e-4  # 1 - the top label's share
     assert cases["split"].reason == "posterior"
     assert got.opened == 2 and got.by_reason == {"posterior": 2}
 
@@ -223,3 +224,31 @@ def test_open_by_hand(court: Court) -> None:
             court.session, actor=annotator, project=court.project, item=item.id, note="x"
         )
     assert service.detect(court.session, actor=OPERATOR, project=court.project).opened == 0
+
+
+def test_next_case_walks_down_the_queue(court: Court) -> None:
+    ids = []
+    for n in range(3):
+        item = court.item(f"hand-{n}", "refund")
+        ids.append(
+            service.open_case(
+                court.session,
+                actor=court.adjudicator,
+                project=court.project,
+                item=item.id,
+                note="which one?",
+            ).id
+        )
+    order = [
+        r.case.id
+        for r in service.list_cases(court.session, actor=court.lead, project=court.project)
+    ]
+    assert sorted(order) == sorted(ids)
+    walk = [service.next_case(court.session, actor=court.lead, project=court.project).case.id]  # type: ignore[union-attr]
+    for _ in range(3):
+        found = service.next_case(
+            court.session, actor=court.lead, project=court.project, after=walk[-1]
+        )
+        assert found is not None
+        walk.append(found.case.id)
+    assert walk == [*order, order[0]]  # down the queue, then back to the top

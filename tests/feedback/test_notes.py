@@ -215,3 +215,31 @@ def test_a_ruling_sends_notes_to_those_who_differed(session: Session, audited) -
         select(Notification.subject_id).where(Notification.kind == "ruling.differs")
     ).all()
     assert {n.id for n in notes} <= set(told)
+
+
+def test_rule_references_name_rules_of_the_guideline_at_every_door(
+    session: Session, audited
+) -> None:  # type: ignore[no-untyped-def]
+    new = lifecycle.NewNote(
+        recipient="lucas.martin", template="guideline_misread", message="R4.", rule_refs=("R99",)
+    )
+    with pytest.raises(ValidationFailed) as err:
+        lifecycle.create(session, actor=OPERATOR, project=audited, new=new)
+    assert [v.field for v in err.value.violations] == ["rule_refs"]
+    ok = lifecycle.create(
+        session,
+        actor=OPERATOR,
+        project=audited,
+        new=lifecycle.NewNote(
+            recipient="lucas.martin",
+            template="guideline_misread",
+            message="R4.",
+            rule_refs=("R4 refund vs billing",),
+        ),
+    )
+    for changes in ({"rule_refs": ["X1"]}, {"template": "nope"}, {"severity": "huge"}):
+        with pytest.raises(ValidationFailed):
+            lifecycle.edit(session, actor=OPERATOR, note_id=ok.id, changes=changes)
+    lifecycle.edit(
+        session, actor=OPERATOR, note_id=ok.id, changes={"message": ""}
+    )  # a draft may lack fields

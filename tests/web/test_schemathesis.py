@@ -133,6 +133,8 @@ STATED_RULES: list[tuple[str, str | None, str]] = [
         ".*",
     ),
     ("POST /projects/{project_id}/feedback/notes/{note_id}/acknowledge", r"reason", r"say why"),
+    # a draft's template and rules are the project's too
+    ("PATCH /projects/{project_id}/feedback/notes/{note_id}", r"template|rule_refs", ".*"),
     # a ruling's label is the project's; its rationale at least the project's minimum;
     # its rules, exemplar and amendment name rules of the guideline
     ("POST /cases/{case_id}/ruling", r"label(\..*|\[.*)?", ".*"),

@@ -19,8 +19,10 @@ Signals (an item may have several; the case's ``reason`` is the first in
 
 Priority = uncertainty × impact:
 
-- uncertainty ``u_i = 1 − p_i`` (``p_i``: the consensus posterior, see
-  :mod:`labelloop.adjudication.votes`; ``u_i = 0.5`` for an item without votes); a
+- uncertainty ``u_i = max(1 − p_i, 1 − s_i)`` (``p_i``: the consensus posterior, see
+  :mod:`labelloop.adjudication.votes`; ``s_i`` the plurality's share of the votes, so a
+  spread the model explains away still counts; ``u_i = 0.5`` for an item without
+  votes); a
   person's signal (flag, unsure, disputed, manual) raises it to at least 0.5, a coin
   flip, since someone found the item unclear, and a confident model's disagreement to
   at least 0.25, half that (a posterior from few votes is overconfident, so the
@@ -258,6 +260,8 @@ def score(
         reasons = {s["reason"] for s in signals.by_item.get(item_id, [])}
         p = float(votes.posterior[i]) if voted else None
         u = HUMAN_UNCERTAINTY if p is None else 1.0 - p
+        if voted:  # the raw split counts too: a confident model of a 1-1-1 split is no comfort
+            u = max(u, 1.0 - float(votes.top_share[i]))
         if reasons & HUMAN:
             u = max(u, HUMAN_UNCERTAINTY)
         elif "model" in reasons:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -541,10 +541,26 @@ def get_case(session: Session, *, actor: Actor, case_id: int) -> CaseRow:
 def next_case(
     session: Session, *, actor: Actor, project: Project, after: int | None = None
 ) -> CaseRow | None:
-    """The open case to rule next: the highest priority, skipping ``after``."""
+    """The open case to rule next: the top of the queue (priority, then oldest); with
+    ``after``, the open case that follows that one in queue order, wrapping to the top,
+    so skipping walks down the queue (``after`` may be ruled by now)."""
     require(session, actor, Permission.ADJUDICATE, project_id=project.id)
     stmt = select(Case).where(Case.project_id == project.id, Case.status == OPEN)
-    if after is not None:
-        stmt = stmt.where(Case.id != after)
-    found = _rows(session, stmt.order_by(Case.priority.desc(), Case.opened_at, Case.id).limit(1))
+    order = (Case.priority.desc(), Case.opened_at, Case.id)
+    ref = None if after is None else session.get(Case, after)
+    if ref is not None and ref.project_id == project.id:
+        later = or_(
+            Case.priority < ref.priority,
+            and_(Case.priority == ref.priority, Case.opened_at > ref.opened_at),
+            and_(
+                Case.priority == ref.priority,
+                Case.opened_at == ref.opened_at,
+                Case.id > ref.id,
+            ),
+        )
+        found = _rows(session, stmt.where(later).order_by(*order).limit(1))
+        if found:
+            return found[0]
+        stmt = stmt.where(Case.id != ref.id)
+    found = _rows(session, stmt.order_by(*order).limit(1))
     return found[0] if found else None

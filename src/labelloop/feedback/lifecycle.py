@@ -35,6 +35,7 @@ from labelloop.feedback.service import (
     catalogue,
     get_note,
     note_json,
+    rule_problems,
     settings_of,
 )
 from labelloop.projects.models import Annotation, Item, Project
@@ -92,6 +93,7 @@ def create(session: Session, *, actor: Actor, project: Project, new: NewNote) ->
         "rule_refs": list(new.rule_refs),
     }
     problems = _check(session, project, values)
+    problems += rule_problems(session, project, list(new.rule_refs))
     recipient = session.scalar(
         select(User.id)
         .join(Membership, Membership.user_id == User.id)
@@ -167,11 +169,19 @@ def edit(session: Session, *, actor: Actor, note_id: int, changes: dict[str, Any
     require(session, actor, Permission.FEEDBACK_SEND, project_id=note.project_id)
     if note.status != DRAFT:
         raise Conflict(f"feedback note {note.id} was sent; only drafts change")
-    unknown = sorted(set(changes) - set(EDITABLE))
-    if unknown:
-        raise ValidationFailed(
-            "the note was not changed", [Violation(k, "unknown", "not editable") for k in unknown]
-        )
+    problems = [
+        Violation(k, "unknown", "not editable") for k in sorted(set(changes) - set(EDITABLE))
+    ]
+    project = session.get(Project, note.project_id)
+    assert project is not None
+    after = {**_values(note), **changes}
+    # a draft may still lack its template's fields (they are checked when it is sent),
+    # but its template, severity and rules must exist
+    problems += [p for p in _check(session, project, after) if p.code != "required"]
+    if "rule_refs" in changes:
+        problems += rule_problems(session, project, changes["rule_refs"] or [])
+    if problems:
+        raise ValidationFailed("the note was not changed", problems)
     before = _values(note)
     for key, value in changes.items():
         setattr(note, key, value)

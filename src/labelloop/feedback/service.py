@@ -9,6 +9,7 @@ Every write appends a trail event in the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -230,4 +231,27 @@ def replies_json(session: Session, note: FeedbackNote) -> list[dict[str, Any]]:
     return [
         {"id": r.id, "author": r.author, "body": r.body, "created_at": r.created_at.isoformat()}
         for r in rows
+    ]
+
+
+def rule_problems(session: Session, project: Project, refs: Sequence[str]) -> list[Violation]:
+    """When the project has a published guideline, each rule reference must name one of
+    its rules (by its first word: audits write "R4 refund vs billing"); free text is
+    accepted while there is none."""
+    from labelloop.guidelines.service import current
+
+    version = current(session, project.id)
+    if version is None:
+        return []
+    known = {r.key for r in version.rules}
+    unknown = [r for r in refs if (r.split() or [""])[0] not in known]
+    if not unknown:
+        return []
+    return [
+        Violation(
+            "rule_refs",
+            "unknown_rule",
+            f"{', '.join(unknown)}: not a rule of guideline {version.number} "
+            f"({', '.join(r.key for r in version.rules)})",
+        )
     ]

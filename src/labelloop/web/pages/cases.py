@@ -56,9 +56,6 @@ KEYED = 9
 MAX_SCALE_BUTTONS = 21
 MAX_RATIONALE = 20_000
 MAX_NOTE = 2_000
-#: How far down the queue ``n`` (skip) looks for the case after this one.
-SKIP_WINDOW = 1_000
-
 ItemRef = Annotated[str, Form(max_length=500)]
 Note = Annotated[str, Form(max_length=MAX_NOTE)]
 Number = Annotated[str, Form(max_length=30)]
@@ -199,20 +196,6 @@ def detect_now(
     return RedirectResponse(f"/projects/{project.id}/cases", status_code=303)
 
 
-def _following(session: Session, actor: Actor, project: Project, case_id: int) -> int | None:
-    """The open case after ``case_id`` in queue order (wrapping to the top), so that
-    skipping walks down the queue; the highest-priority other one when ``case_id`` is
-    not among the first :data:`SKIP_WINDOW` open cases."""
-    rows = service.list_cases(session, actor=actor, project=project, limit=SKIP_WINDOW)
-    ids = [r.case.id for r in rows]
-    if case_id in ids:
-        at = ids.index(case_id)
-        rest = ids[at + 1 :] or ids[:at]
-        return rest[0] if rest else None
-    found = service.next_case(session, actor=actor, project=project, after=case_id)
-    return None if found is None else found.case.id
-
-
 @router.get("/projects/{project_id}/cases/next")
 def next_case(
     request: Request,
@@ -224,12 +207,9 @@ def next_case(
 ) -> Response:
     """The highest-priority open case; with ``after``, the one after it in the queue."""
     project = _adjudicating(session, actor, project_id)
-    if after is None:
-        found = service.next_case(session, actor=actor, project=project)
-        target = None if found is None else found.case.id
-    else:
-        target = _following(session, actor, project, after)
-    if target is None:
+    found = service.next_case(session, actor=actor, project=project, after=after)
+    target = None if found is None else found.case.id
+    if target is None or target == after:
         request.session[FLASH] = "No other open case: the queue is done."
         return RedirectResponse(f"/projects/{project.id}/cases", status_code=303)
     return RedirectResponse(f"/cases/{target}", status_code=303)

@@ -566,15 +566,8 @@ def _rule_refs(session: Session, project: Project, raw: str, errors: dict[str, s
         if why is not None or len(ref) > MAX_REF:
             errors["rule_refs"] = f"{ref!r} is not a rule id ({why or 'too long'})"
             return refs
-    version = guidelines.current(session, project.id)
-    if version is not None:
-        known = {r.key for r in version.rules}
-        unknown = [r for r in refs if r not in known]
-        if unknown:
-            errors["rule_refs"] = (
-                f"{', '.join(unknown)}: not a rule of guideline {version.number} "
-                f"({', '.join(r.key for r in version.rules)})"
-            )
+    for found in service.rule_problems(session, project, refs):
+        errors["rule_refs"] = found.message
     return refs
 
 
