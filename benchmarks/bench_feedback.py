@@ -7,7 +7,8 @@ large project.
 * **stats**: ``feedback.effect.stats`` over 1,000,000 annotations (the CSV of
   ``bench_import.py``, imported as in ``bench_cases.py``) and 10,000 sent notes about
   random confusions; the reference labels need the gold labels and a Dawid–Skene fit.
-  Target: under 3 s.
+  Target: under 3 s. Timed twice: the first call in a fresh process (it also loads
+  numba's cached machine code, about 0.5 s) and again, as a running server answers it.
 
 The alternative a user would script for the stats: pandas reads the export, crowd-kit's
 ``DawidSkene`` infers the reference labels, and the before/after counts per note are a
@@ -149,6 +150,9 @@ def main() -> int:
             t0 = time.perf_counter()
             out = effect.stats(s, actor=ACTOR, project=project)
             stats_s = time.perf_counter() - t0
+            t0 = time.perf_counter()  # again, as a running server answers it
+            effect.stats(s, actor=ACTOR, project=project)
+            again_s = time.perf_counter() - t0
         engine.dispose()
         alt = _alternative(csv_path, args.notes)
     print("| step | ours | target | alternative | ratio |")
@@ -160,6 +164,7 @@ def main() -> int:
         f"| stats: {args.rows:,} annotations, {n_notes:,} notes ({len(out['effect'])} templates) "
         f"| {stats_s:.2f} s | < 3 s | {alt:.1f} s (pandas + crowd-kit, extrapolated) | {alt / stats_s:.1f}× |"
     )
+    print(f"| the same stats again in the same process | {again_s:.2f} s | < 3 s | | |")
     return 0
 
 

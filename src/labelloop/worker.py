@@ -1,7 +1,8 @@
 """`labelloop worker`: opens the audit runs that are due, escalates cases past their
 deadline, opens disagreement cases on each project's detection cadence and sends the
 digests of notable rulings, once or in a loop; in the loop it also refreshes stale lead
-dashboards and anchors the audit trail's head every ``trail_checkpoint_minutes``.
+dashboards, anchors the audit trail's head every ``trail_checkpoint_minutes`` and
+deletes the anonymous channel's rate-limit counts and salts of past days.
 Escalation runs at the start and at the end of every pass, so with the default 30 s
 interval a case moves up within a minute of its deadline.
 
@@ -197,8 +198,9 @@ def checkpoint_due(settings: Settings, *, now: datetime | None = None) -> Checkp
 
 def loop(settings: Settings, *, interval: float = 30.0, iterations: int | None = None) -> None:
     """Run every job (:func:`escalate`, :func:`run_due`, :func:`detect_cases`,
-    :func:`send_digests`, :func:`refresh_dashboards`, :func:`checkpoint_due`) every
-    ``interval`` seconds (forever, or ``iterations`` times)."""
+    :func:`send_digests`, :func:`refresh_dashboards`, :func:`checkpoint_due`,
+    :func:`purge_anonymous`) every ``interval`` seconds (forever, or ``iterations``
+    times)."""
     done = 0
     while iterations is None or done < iterations:
         _log_escalations(escalate(settings))
@@ -211,10 +213,30 @@ def loop(settings: Settings, *, interval: float = 30.0, iterations: int | None =
         c = checkpoint_due(settings)
         if c is not None and c.seq is not None:
             log.info("trail anchored at event %s in %s", c.seq, c.anchor_file)
+        purge_anonymous(settings)  # logs nothing: not even how many counts went
         _log_escalations(escalate(settings))
         done += 1
         if iterations is None or done < iterations:
             time.sleep(interval)
+
+
+def purge_anonymous(settings: Settings, *, now: datetime | None = None) -> int:
+    """Delete the anonymous channel's per-person daily counts and their salts of every
+    day before ``now``'s (UTC), so nothing that could tie a person to a day's posts
+    outlives the day (see :mod:`labelloop.feedback.anonymous`); returns how many counts
+    went (0 when it failed: logged, and the other jobs go on)."""
+    from labelloop.feedback import anonymous
+
+    today = (now or utcnow()).date()
+    engine = make_engine(settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return anonymous.purge_expired(session, today=today)
+    except Exception:  # the purge must not stop the other jobs; the next pass retries
+        log.exception("purging the anonymous channel's past counts")
+        return 0
+    finally:
+        engine.dispose()
 
 
 # -- cases -----------------------------------------------------------------------------
@@ -251,8 +273,9 @@ def escalate(
 def detect_cases(
     settings: Settings, *, now: datetime | None = None, actor: Actor | None = None
 ) -> list[ProjectJob]:
-    """Run case detection in every project whose detection is due: the reading on a
-    read-only connection, the opening in a short write transaction."""
+    """Run case detection in every project whose detection is due
+    (:func:`labelloop.adjudication.service.detect_apart`: the reading on a read-only
+    connection, the opening in a short write transaction)."""
     from labelloop.adjudication import service as adjudication
     from labelloop.projects.models import Project
 
@@ -265,16 +288,13 @@ def detect_cases(
             due = adjudication.detection_due(session, now)
         for project_id in due:
             try:
-                with session_scope(read_factory) as session:
-                    project = session.get(Project, project_id)
-                    assert project is not None
+                with session_scope(read_factory) as looking, session_scope(factory) as session:
+                    project = looking.get(Project, project_id)
+                    if project is None:  # deleted since
+                        continue
                     name = project.name
-                    found = adjudication.find(session, actor=actor, project=project)
-                with session_scope(factory) as session:
-                    project = session.get(Project, project_id)
-                    assert project is not None
-                    r = adjudication.detect(
-                        session, actor=actor, project=project, now=now, findings=found
+                    r = adjudication.detect_apart(
+                        reader=looking, session=session, actor=actor, project=project, now=now
                     )
                 done.append(ProjectJob(name, f"{r.opened} new cases ({r.seconds} s)"))
             except Exception as exc:  # one project's failure must not stop the others

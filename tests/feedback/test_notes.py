@@ -19,7 +19,7 @@ from labelloop.audits.models import AuditReview, AuditRun, AuditUnit
 from labelloop.demo import audits as demo_audits
 from labelloop.demo.builder import build_demo
 from labelloop.demo.simulate import simulate
-from labelloop.errors import Conflict, PermissionDenied, ValidationFailed
+from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from labelloop.escalation.models import Notification
 from labelloop.feedback import lifecycle, service
 from labelloop.feedback.models import FeedbackNote
@@ -117,7 +117,7 @@ def test_acknowledge_agree_disagree_and_resolve(session: Session, audited) -> No
     first, second = drafts[0], drafts[1]
     me = Actor.for_user(first.recipient_id, "recipient")
     someone_else = _user(session, "demo.auditor")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound):  # another's note answers as no note at all
         lifecycle.acknowledge(session, actor=someone_else, note_id=first.id, agree=True)
     with pytest.raises(ValidationFailed) as err:
         lifecycle.acknowledge(session, actor=me, note_id=first.id, agree=False, reason=" ")
@@ -155,7 +155,7 @@ def test_only_leads_read_drafts_and_annotators_see_their_own(session: Session, a
     drafts = service.list_notes(session, actor=OPERATOR, project=audited, status="draft")
     note = drafts[0]
     me = Actor.for_user(note.recipient_id, "recipient")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound):
         service.get_note(session, actor=me, note_id=note.id)  # a draft is not theirs yet
     with pytest.raises(PermissionDenied):
         service.list_notes(session, actor=me, project=audited)

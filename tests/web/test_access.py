@@ -107,6 +107,10 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/projects/{project_id}/rulings/{ruling_id}"): MEMBERS,
     ("GET", "/api/v1/projects/{project_id}/adjudication/settings"): ADJUDICATORS,
     ("PATCH", "/api/v1/projects/{project_id}/adjudication/settings"): LEADS,
+    # escalation: what is overdue (leads), the paths (any member reads, leads set)
+    ("GET", "/api/v1/projects/{project_id}/escalation/overdue"): LEADS,
+    ("GET", "/api/v1/projects/{project_id}/escalation/paths"): MEMBERS,
+    ("PUT", "/api/v1/projects/{project_id}/escalation/paths/{subject}"): LEADS,
     ("GET", "/api/v1/projects/{project_id}/guidelines/amendments"): ADJUDICATORS,
     ("POST", "/api/v1/projects/{project_id}/guidelines/amendments/{amendment_id}/accept"): LEADS,
     ("POST", "/api/v1/projects/{project_id}/guidelines/amendments/{amendment_id}/reject"): LEADS,
@@ -159,6 +163,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/projects/{project_id}/rulings/{ruling_id}"): MEMBERS,
     ("GET", "/projects/{project_id}/adjudication/settings"): LEADS,
     ("POST", "/projects/{project_id}/adjudication/settings"): LEADS,
+    ("GET", "/projects/{project_id}/overdue"): LEADS,
+    ("POST", "/projects/{project_id}/escalation/paths"): LEADS,
     ("POST", "/projects/{project_id}/guidelines/amendments/{amendment_id}/accept"): LEADS,
     ("POST", "/projects/{project_id}/guidelines/amendments/{amendment_id}/reject"): LEADS,
     ("GET", "/inbox"): SIGNED_IN,
@@ -224,6 +230,8 @@ FORMS: dict[str, dict[str, str]] = {
     "/projects/{project_id}/guidelines/amendments/{amendment_id}/accept": {},
     "/projects/{project_id}/guidelines/amendments/{amendment_id}/reject": {},
     "/inbox/read": {},
+    # an unknown role: refused by validation, nothing written
+    "/projects/{project_id}/escalation/paths": {"subject": "case", "levels": "boss:1h"},
     "/inbox/{notification_id}/read": {},
     "/projects/{project_id}/guidelines/recheck": {"to": "99.99"},
     # refused by validation after the membership check: nothing is posted
@@ -246,6 +254,7 @@ FORMS: dict[str, dict[str, str]] = {
     },
 }
 JSON_BODIES: dict[str, dict[str, Any]] = {
+    "/api/v1/projects/{project_id}/escalation/paths/{subject}": {"levels": "boss:1h"},
     "/api/v1/projects/{project_id}/annotations": {"item_id": NOWHERE, "value": "billing"},
     "/api/v1/projects/{project_id}/work/next": {},
     "/api/v1/projects/{project_id}/work/{item_id}/skip": {"reason": "access table"},
@@ -343,6 +352,7 @@ def _url(path: str, demo: Demo, method: str = "GET") -> str:
         amendment_id=NOWHERE,
         notification_id=NOWHERE,
         note_id=NOWHERE,
+        subject="case",
     )
 
 

@@ -18,6 +18,7 @@ from labelloop.store import make_engine, make_session_factory, session_scope
 from labelloop.workbench.models import Skip
 from tests.web.conftest import Demo
 from tests.web.test_browser import Page, browser, server  # noqa: F401  (fixtures)
+from tests.web.test_feedback_pages import read_guideline
 from tests.web.test_workbench import (  # noqa: F401  (wb is a fixture)
     SPAN_TEXT,
     TESTER,
@@ -267,3 +268,59 @@ def test_images_zoom_and_pan(
         assert p.errors == [], p.errors
     finally:
         p.close()
+
+
+PHONE = {"width": 360, "height": 800}
+OPEN_ALL = """() => { for (const d of document.querySelectorAll('#wb-skip, #wb-guide, .gl-rule'))
+  d.open = true; }"""
+
+
+@pytest.fixture(scope="module")
+def wide(wb: Fixture) -> int:  # noqa: F811
+    """A project whose item has a long unbroken text, a long link and long context."""
+    engine = make_engine(wb.url)
+    try:
+        with session_scope(make_session_factory(engine)) as s:
+            payload = {
+                "text": "Refund-request-" * 12 + " please",
+                "link": "https://support.example.org/tickets/" + "a1b2c3d4" * 12,
+            }
+            return _ensure_project(s, "wb-wide", IMAGES, [payload]).id
+    finally:
+        engine.dispose()
+
+
+def test_workbench_fits_a_phone(
+    browser: Any,  # noqa: F811
+    server: str,  # noqa: F811
+    demo: Demo,
+    wb: Fixture,  # noqa: F811
+    images: int,
+    wide: int,
+    backend: str,
+) -> None:
+    """At 360 px nothing is wider than the screen, with the skip form and the
+    guidelines open too: the demo's item, a long unbroken item, an image, spans."""
+    read_guideline(demo, ANNOTATOR)
+    pages = {
+        ANNOTATOR: [f"/projects/{demo.project_id}/work"],
+        TESTER: [f"/projects/{p}/work" for p in (wide, images, wb.spans, wb.single)],
+    }
+    for user, paths in pages.items():
+        p = Page(browser, server)
+        try:
+            p.login(user)
+            p.page.set_viewport_size(PHONE)
+            for path in paths:
+                r = p.page.goto(server + path)
+                assert r is not None and r.status == 200, (user, path)
+                p.page.wait_for_selector("#wb-form, #queue-done")
+                width = p.page.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"], (user, path, width)
+                p.page.evaluate(OPEN_ALL)
+                width = p.page.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"], (user, path, "opened", width)
+                p.shot("phone-workbench-" + path.split("/")[2], backend)
+            assert p.errors == [], p.errors
+        finally:
+            p.close()

@@ -182,11 +182,11 @@ def test_pages_render_for_the_right_roles(clients: Clients, demo: Demo) -> None:
             "annotator": 200,
             "lead": 200,
             "admin": 200,
-            "mentor": 403,
-            "auditor": 403,
+            "mentor": 404,  # another's note answers as no note at all
+            "auditor": 404,
             "outsider": 404,
         },
-        f"/feedback/{draft}": {"lead": 200, "annotator": 403},
+        f"/feedback/{draft}": {"lead": 200, "annotator": 404},
         f"/projects/{pid}/feedback": {
             "annotator": 200,
             "lead": 200,
@@ -235,20 +235,20 @@ def test_an_annotator_cannot_see_anothers_note_or_quality(
     pid = demo.project_id
     theirs = write_draft(demo, OTHER, send=True)
     annotator, csrf = _client(clients, "annotator")
-    assert annotator.get(f"/feedback/{theirs}").status_code == 403
+    assert annotator.get(f"/feedback/{theirs}").status_code == 404  # as if there were none
     r = annotator.post(
         f"/feedback/{theirs}/acknowledge", data={"response": "agree", "csrf_token": csrf}
     )
-    assert r.status_code == 403
+    assert r.status_code == 404
     r = annotator.post(f"/feedback/{theirs}/reply", data={"body": "mine?", "csrf_token": csrf})
-    assert r.status_code == 403
+    assert r.status_code == 404
     assert _note(db, theirs)["status"] == "sent"
     assert _count(db, FeedbackReply, note_id=theirs) == 0
     assert annotator.get(f"/projects/{pid}/quality?user={OTHER}").status_code == 403
     assert annotator.get(f"/projects/{pid}/feedback/drafts/{theirs}").status_code == 403
     # their own draft is not theirs to read until it is sent
     draft = write_draft(demo)
-    assert annotator.get(f"/feedback/{draft}").status_code == 403
+    assert annotator.get(f"/feedback/{draft}").status_code == 404
     # and the notes page lists only their own
     page = annotator.get(f"/projects/{pid}/feedback").text
     assert f'href="/feedback/{theirs}"' not in page

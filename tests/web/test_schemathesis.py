@@ -157,6 +157,8 @@ STATED_RULES: list[tuple[str, str | None, str]] = [
     ),
     # rule ids are unique within a guideline, and 'new' is the editor's
     ("PUT /projects/{project_id}/guidelines/draft", r"rules\[\d+\]\.id", r"is also|reserved"),
+    # an escalation path's levels name project roles, with SLAs from a minute to a year
+    ("PUT /projects/{project_id}/escalation/paths/{subject}", r"levels(\[\d+\])?", ".*"),
     # an Idempotency-Key names one request: the same key with another body is a 422
     ("*", None, r"Idempotency-Key was already used with a different request body"),
 ]

@@ -109,6 +109,9 @@ def rule(session: Session, *, actor: Actor, case_id: int, given: RulingInput) ->
     session.refresh(case)
     ruling = _record(session, actor, project, case, item, given, now)
     escalation.resolve(session, subject=SUBJECT, subject_id=case.id, now=now)
+    from labelloop.adjudication.service import hand_over_flags
+
+    hand_over_flags(session, [item.id], now)  # flags raised while the case was open
     _follow_up(session, actor, project, item, ruling, given)
     from labelloop.feedback.lifecycle import resolve_disputes
 

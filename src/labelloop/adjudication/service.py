@@ -39,12 +39,15 @@ from labelloop.adjudication.votes import Votes, tally
 from labelloop.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from labelloop.escalation import service as escalation
 from labelloop.escalation.models import Deadline
+from labelloop.escalation.paths import Level, path_for
 from labelloop.projects.models import Annotation, Item, Project
 from labelloop.projects.validation import Violation
 from labelloop.store.base import utcnow
 from labelloop.store.bulk import id_in, unnest_insert
+from labelloop.store.conflicts import stored_row
 
-PATH = ("adjudicator", "lead", "owner")
+#: The escalation subject of an annotation flagged as uncertain.
+FLAG = "flag"
 SUBJECT = "case"
 
 # -- settings -------------------------------------------------------------------------
@@ -66,7 +69,8 @@ _WHOLE = frozenset({"spread_min_votes", "rationale_min", "detect_minutes"})
 
 
 def settings_of(session: Session, project: Project) -> AdjudicationSettings:
-    """The project's settings (the defaults, unsaved, when none were stored)."""
+    """The project's settings (the defaults, unsaved, when none were stored): reads
+    only, so :func:`find` may run it on a read-only session."""
     found = session.get(AdjudicationSettings, project.id)
     if found is None:
         found = AdjudicationSettings(
@@ -82,6 +86,13 @@ def settings_of(session: Session, project: Project) -> AdjudicationSettings:
             detect_minutes=m.DEFAULT_DETECT_MINUTES,
         )
     return found
+
+
+def _stored_settings(session: Session, project: Project) -> AdjudicationSettings:
+    """The project's settings row for writing, created with the defaults on first use
+    without a race between two first writers (:func:`labelloop.store.conflicts.stored_row`;
+    on PostgreSQL it stays locked to the end of the transaction)."""
+    return stored_row(session, AdjudicationSettings, {"project_id": project.id})
 
 
 def settings_json(cfg: AdjudicationSettings) -> dict[str, Any]:
@@ -120,12 +131,11 @@ def update_settings(
             problems.append(Violation(name, "range", f"between {low:g} and {high:g}"))
     if problems:
         raise ValidationFailed("the adjudication settings were not changed", problems)
-    cfg = settings_of(session, project)
+    cfg = _stored_settings(session, project)
     before = settings_json(cfg)
     for name, value in changes.items():
         setattr(cfg, name, int(value) if name in _WHOLE else value)
     cfg.updated_at = utcnow()
-    session.add(cfg)
     session.flush()
     trail.service.append(
         session,
@@ -201,8 +211,8 @@ class Findings:
 
 
 def find(session: Session, *, actor: Actor, project: Project) -> Findings:
-    """Read the project and find every signal (reads only: the worker runs it on a
-    read-only connection, so annotators' writes do not wait for it)."""
+    """Read the project and find every signal (reads only: :func:`detect_apart` runs it
+    on a read-only connection, so annotators' writes do not wait for it)."""
     require(session, actor, Permission.ADJUDICATE, project_id=project.id)
     started = time.perf_counter()
     cfg = settings_of(session, project)
@@ -225,17 +235,17 @@ def detect(
     findings: Findings | None = None,
 ) -> DetectResult:
     """Open a case on every item with a signal (see :mod:`labelloop.adjudication.detect`)
-    and no open case or ruling yet; ``findings`` from :func:`find` when read apart.
-    Running it again opens nothing new."""
+    and no open case or ruling yet; ``findings`` from :func:`find` when read apart (as
+    :func:`detect_apart` does). Running it again opens nothing new."""
     require(session, actor, Permission.ADJUDICATE, project_id=project.id)
     started, now = time.perf_counter(), now or utcnow()
     findings = findings or find(session, actor=actor, project=project)
-    cfg = settings_of(session, project)
+    # locked first: on PostgreSQL two detections of one project then take turns
+    cfg = _stored_settings(session, project)
     settled = _settled(session, project)
     wanted = sorted(set(findings.signals.by_item) - settled)
     opened = _open_many(session, actor, project, findings.votes, findings.signals, wanted, cfg, now)
     cfg.detected_at = now
-    session.add(cfg)
     reasons = Counter(reason for _, _, reason in opened)
     trail.service.append(
         session,
@@ -255,11 +265,34 @@ def detect(
     return DetectResult(len(opened), len(wanted), dict(reasons), round(seconds, 3))
 
 
+def detect_apart(
+    *,
+    reader: Session,
+    session: Session,
+    actor: Actor,
+    project: Project,
+    now: datetime | None = None,
+) -> DetectResult:
+    """Detection as the worker, the API, the page and the CLI run it: :func:`find` on
+    ``reader``, then :func:`detect` on ``session`` with what it found. ``reader`` is a
+    read-only session (on SQLite its deferred BEGIN takes no write lock, so the reading,
+    seconds on a large project, holds up no annotator), or ``session`` itself where
+    reading blocks no writer (PostgreSQL); ``session`` then holds the write lock only
+    for the short write. ``project`` may come from either session."""
+    found = find(reader, actor=actor, project=project)
+    target = project if reader is session else session.get(Project, project.id)
+    if target is None:  # deleted between the two steps
+        raise NotFound(f"no project with id {project.id}")
+    return detect(session, actor=actor, project=target, now=now, findings=found)
+
+
 def _announce(session: Session, project: Project, reasons: Counter[str], now: datetime) -> None:
     n = sum(reasons.values())
     escalation.notify(
         session,
-        user_ids=escalation.members(session, project.id, PATH[0]),
+        user_ids=escalation.members(
+            session, project.id, path_for(session, project.id, SUBJECT)[0].role
+        ),
         project_id=project.id,
         kind="case.open",
         title=f"{n} new case{'s' if n != 1 else ''} in {project.name}",
@@ -318,19 +351,21 @@ def _open_many(
     ]
     new = _insert_cases(session, rows)
     names = _external_ids(session, [item for _, item in new])
+    levels = path_for(session, project.id, SUBJECT)
     escalation.track_many(
         session,
         [
-            _deadline_row(project, cid, _title(names[item], reason_of[item]), cfg)
+            _deadline_row(project, cid, _title(names[item], reason_of[item]), levels)
             for cid, item in new
         ],
         now=now,
     )
+    hand_over_flags(session, [item for _, item in new], now)
     return [(cid, item, reason_of[item]) for cid, item in new]
 
 
 def _deadline_row(
-    project: Project, case_id: int, title: str, cfg: AdjudicationSettings
+    project: Project, case_id: int, title: str, levels: list[Level]
 ) -> dict[str, Any]:
     return {
         "project_id": project.id,
@@ -338,9 +373,27 @@ def _deadline_row(
         "subject_id": case_id,
         "title": title,
         "link": f"/cases/{case_id}",
-        "path": PATH,
-        "slas": [max(1, round(cfg.sla_hours * 60))] * len(PATH),
+        "path": [lv.role for lv in levels],
+        "slas": [lv.sla for lv in levels],
     }
+
+
+def hand_over_flags(session: Session, item_ids: list[int], now: datetime) -> None:
+    """Stop the ``flag`` deadlines of the items' flagged annotations: their cases now
+    carry the wait (see :mod:`labelloop.escalation.paths`)."""
+    flagged: list[int] = []
+    for start in range(0, len(item_ids), 10_000):
+        chunk = item_ids[start : start + 10_000]
+        flagged += session.scalars(
+            select(Deadline.subject_id)
+            .join(Annotation, Annotation.id == Deadline.subject_id)
+            .where(
+                Deadline.subject == FLAG,
+                Deadline.resolved_at.is_(None),
+                id_in(session, Annotation.item_id, chunk),
+            )
+        ).all()
+    escalation.resolve_many(session, subject=FLAG, subject_ids=flagged, now=now)
 
 
 def _external_ids(session: Session, item_ids: list[int]) -> dict[int, str]:
@@ -443,7 +496,9 @@ def open_case(
     )
     escalation.notify(
         session,
-        user_ids=escalation.members(session, project.id, PATH[0]),
+        user_ids=escalation.members(
+            session, project.id, path_for(session, project.id, SUBJECT)[0].role
+        ),
         project_id=project.id,
         kind="case.open",
         title=f"New case on item {target.external_id!r} in {project.name}",

@@ -1,5 +1,5 @@
 """What the dashboard shows: charts (each with a table of the same numbers), the annotator
-scorecard, totals, and how fresh the stored snapshot is."""
+scorecard, the feedback loop's figures, totals, and how fresh the stored snapshot is."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ class Chart:
     title: str
     kind: str  # "bar" or "line"
     labels: list[str]
-    series: list[dict[str, Any]]  # {"name", "data", "band": [low, high] | None, "axis"}
+    #: {"name", "data", "band": [low, high] | None, "axis", "type", "max",
+    #:  "whiskers": [low, high] | None} (whiskers: an interval drawn on each bar)
+    series: list[dict[str, Any]]
     columns: list[str]
     rows: list[list[str]]
     note: str = ""
@@ -50,6 +52,26 @@ class ScoreRow:
 
 
 @dataclass
+class FeedbackSection:
+    """The feedback part of the dashboard: counts from ``labelloop feedback stats`` and
+    its charts (latency, error-type Pareto, before/after effect)."""
+
+    sent: int
+    acknowledged: int
+    ack_rate: float | None
+    window_days: int
+    charts: list[Chart] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeedbackSection:
+        charts = [Chart(**c) for c in data.get("charts", [])]
+        return cls(**{**data, "charts": charts})
+
+
+@dataclass
 class Freshness:
     """How the shown snapshot relates to the project's current data."""
 
@@ -66,6 +88,8 @@ class Overview:
     totals: dict[str, int]
     charts: list[Chart] = field(default_factory=list)
     scorecard: list[ScoreRow] = field(default_factory=list)
+    #: None in snapshots stored before the section existed (until the next refresh)
+    feedback: FeedbackSection | None = None
     freshness: Freshness | None = None
 
     def payload(self) -> dict[str, Any]:
@@ -74,13 +98,16 @@ class Overview:
             "totals": self.totals,
             "charts": [c.to_json() for c in self.charts],
             "scorecard": [s.to_json() for s in self.scorecard],
+            "feedback": None if self.feedback is None else self.feedback.to_json(),
         }
 
     @classmethod
     def from_payload(cls, project: Project, payload: dict[str, Any]) -> Overview:
+        feedback = payload.get("feedback")
         return cls(
             project=project,
             totals=dict(payload["totals"]),
             charts=[Chart(**c) for c in payload["charts"]],
             scorecard=[ScoreRow(**s) for s in payload["scorecard"]],
+            feedback=None if feedback is None else FeedbackSection.from_json(feedback),
         )

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.policy import require
 from labelloop.accounts.roles import Permission
-from labelloop.analytics import dashboard
+from labelloop.analytics import dashboard, loop
 from labelloop.analytics.models import DashboardSnapshot
 from labelloop.analytics.schemas import Freshness, Overview
 from labelloop.projects.models import Annotation, Project
@@ -53,14 +53,16 @@ def latest_snapshot(session: Session, project_id: int) -> DashboardSnapshot | No
 
 
 def build_snapshot(session: Session, *, actor: Actor, project: Project) -> DashboardSnapshot:
-    """Compute the project's dashboard (reads only; the snapshot is not added to the
-    session, see :func:`save_snapshot`)."""
+    """Compute the project's dashboard, with its feedback section
+    (:func:`labelloop.analytics.loop.feedback_section`); reads only: the snapshot is not
+    added to the session, see :func:`save_snapshot`."""
     require(session, actor, Permission.PROJECT_MANAGE, project_id=project.id)
     started = time.perf_counter()
     # read the marker first: a write racing the computation leaves the snapshot marked
     # stale (and recomputed later), never marked fresh without it
     seq = trail_seq(session, project.id)
     overview, max_id = dashboard.compute(session, project)
+    overview.feedback = loop.feedback_section(session, actor=actor, project=project)
     return DashboardSnapshot(
         project_id=project.id,
         computed_at=utcnow(),

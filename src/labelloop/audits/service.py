@@ -571,6 +571,7 @@ def open_population(
     if winner is not run:
         return OpenResult(winner, False, [])
     _freeze(session, run, pop, plan, names, reviewers, spec.double_review_fraction)
+    _await_reviews(session, run, policy.name)
     trail.service.append(
         session,
         actor=actor.name,
@@ -590,6 +591,30 @@ def open_population(
         },
     )
     return OpenResult(run, True, all_notes)
+
+
+def _await_reviews(session: Session, run: AuditRun, policy_name: str) -> None:
+    """Start the run's ``audit_run`` deadline (:mod:`labelloop.escalation.paths`): its
+    units wait on reviewers until the last is reviewed or the run closes."""
+    from labelloop.escalation import service as escalation
+
+    escalation.track_levels(
+        session,
+        project_id=run.project_id,
+        subject="audit_run",
+        subject_id=run.id,
+        title=f"Audit run {run.id} ({policy_name}): {run.sample_size} units to review",
+        link=f"/audits/runs/{run.id}",
+        now=run.opened_at,
+    )
+
+
+def _reviews_done(session: Session, run: AuditRun) -> None:
+    """Stop the run's deadline once nothing is left to review (or it closed)."""
+    from labelloop.escalation import service as escalation
+
+    if run.status == "closed" or not progress(session, run)["open"]:
+        escalation.resolve(session, subject="audit_run", subject_id=run.id)
 
 
 def _freeze(
@@ -922,6 +947,7 @@ def record_review(
             "comment": row.comment,
         },
     )
+    _reviews_done(session, run)
     return row
 
 
@@ -991,6 +1017,7 @@ def close_run(
             "ci": overall.get("ci"),
         },
     )
+    _reviews_done(session, run)
     from labelloop.feedback.lifecycle import after_run_closed
 
     after_run_closed(session, actor=actor, run=run)

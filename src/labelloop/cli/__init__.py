@@ -10,6 +10,7 @@ from labelloop.cli import (
     cases,
     db,
     demo,
+    escalation,
     feedback,
     guidelines,
     projects,
@@ -39,6 +40,7 @@ app.add_typer(audits.app, name="audit")
 app.add_typer(guidelines.app, name="guidelines")
 app.add_typer(cases.app, name="cases")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(escalation.app, name="escalation")
 app.command("worker")(audits.worker_cmd)
 app.command("import")(io_cmds.import_cmd)
 app.command("export")(io_cmds.export_cmd)

@@ -93,6 +93,18 @@ def open_session(database_url: str | None) -> Iterator[Session]:
         engine.dispose()
 
 
+@contextmanager
+def open_reader(database_url: str | None) -> Iterator[Session]:
+    """A read-only unit of work (on SQLite a deferred BEGIN: no write lock), for a long
+    read before a short write in :func:`open_session`; errors mapped."""
+    engine = make_engine(settings_for(database_url), read_only=True)
+    try:
+        with handle_errors(), session_scope(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
 def migrate(engine: Engine, settings: Settings, revision: str = "head") -> int | None:
     """Bring the schema to ``revision``; at the newest one, anchor the trail's events
     written before it was keyed, if any (:func:`labelloop.trail.service.pin_legacy`).

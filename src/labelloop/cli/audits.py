@@ -454,8 +454,9 @@ def worker_cmd(
 ) -> None:
     """Open the audit runs that are due, on every policy's cadence; escalate cases past
     their SLA; detect new cases on each project's cadence; send digests of notable
-    rulings; anchor the trail every `LABELLOOP_TRAIL_CHECKPOINT_MINUTES` (dashboards are
-    refreshed in the loop)."""
+    rulings; anchor the trail every `LABELLOOP_TRAIL_CHECKPOINT_MINUTES`; delete the
+    anonymous channel's rate-limit counts of past days (dashboards are refreshed in the
+    loop)."""
 
     import logging
 
@@ -481,6 +482,7 @@ def worker_cmd(
                     + (f" (event {checkpoint.seq})" if checkpoint.seq is not None else "")
                 )
             jobs = worker.detect_cases(settings) + worker.send_digests(settings)
+            worker.purge_anonymous(settings)  # silent: see worker.loop
             for job in jobs:
                 console.print(f"{job.project}: {job.message}")
             if not (results or moved or jobs) and checkpoint is None:

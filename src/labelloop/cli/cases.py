@@ -20,6 +20,7 @@ from labelloop.cli._common import (
     acting_as,
     console,
     fail,
+    open_reader,
     open_session,
 )
 from labelloop.projects.service import get_project
@@ -53,9 +54,9 @@ def detect_cmd(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Open a case on every item with a disagreement signal and no open case or ruling."""
-    with open_session(database_url) as session:
-        proj = get_project(session, project)
-        r = service.detect(session, actor=acting_as(session, as_user), project=proj)
+    with open_reader(database_url) as reader, open_session(database_url) as session:
+        proj, actor = get_project(reader, project), acting_as(reader, as_user)
+        r = service.detect_apart(reader=reader, session=session, actor=actor, project=proj)
     if as_json:
         _echo(
             {

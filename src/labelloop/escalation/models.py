@@ -11,6 +11,7 @@ resolved (``resolved_at``).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,7 +38,8 @@ class Deadline(Base):
     link: Mapped[str] = mapped_column(String(500))  # where they point
     path: Mapped[list[str]] = mapped_column()  # role names by level
     level: Mapped[int] = mapped_column(default=0)
-    slas: Mapped[list[int]] = mapped_column(JSONType)  # minutes each level gets, by level
+    #: what each level gets, by level: minutes, or business days as "<n>bd"
+    slas: Mapped[list[int | str]] = mapped_column(JSONType)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_at: Mapped[datetime] = mapped_column()
     escalated_at: Mapped[datetime | None] = mapped_column()
@@ -48,9 +50,10 @@ class Deadline(Base):
         """The role the subject waits on now."""
         return self.path[min(self.level, len(self.path) - 1)]
 
-    def sla(self, level: int) -> int:
-        """Minutes the subject may wait at ``level``."""
-        return int(self.slas[min(level, len(self.slas) - 1)])
+    def sla(self, level: int) -> int | str:
+        """What the subject may wait at ``level``: minutes, or ``"<n>bd"``."""
+        value = self.slas[min(level, len(self.slas) - 1)]
+        return value if isinstance(value, str) else int(value)
 
 
 class Notification(Base):
@@ -72,3 +75,16 @@ class Notification(Base):
     link: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column()
+
+
+class EscalationPath(Base):
+    """A project's own path for one subject (levels as ``[role, sla]`` pairs)."""
+
+    __tablename__ = "escalation_paths"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    subject: Mapped[str] = mapped_column(String(50), primary_key=True)
+    levels: Mapped[list[list[Any]]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

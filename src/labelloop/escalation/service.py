@@ -16,21 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from labelloop import trail
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.models import Membership, User
-from labelloop.accounts.roles import Role
+from labelloop.accounts.policy import require
+from labelloop.accounts.roles import Permission, Role
 from labelloop.escalation.models import Deadline, Notification
+from labelloop.escalation.paths import OWNER, due_after, path_for, sla_text
 from labelloop.store.base import rowcount, utcnow
-from labelloop.store.bulk import unnest_insert
-
-OWNER = "owner"
+from labelloop.store.bulk import id_in, unnest_insert
 
 
 def track(
@@ -42,11 +42,12 @@ def track(
     title: str,
     link: str,
     path: Sequence[str],
-    slas: Sequence[int],
+    slas: Sequence[int | str],
     now: datetime | None = None,
 ) -> Deadline:
     """Start the clock on one subject: ``path`` names the role of each level, ``slas``
-    the minutes each level gets (the first level is due ``slas[0]`` from now)."""
+    what each level gets (minutes, or ``"<n>bd"`` business days; see
+    :func:`labelloop.escalation.paths.due_after`)."""
     now = now or utcnow()
     _check_path(path, slas)
     deadline = Deadline(
@@ -57,9 +58,9 @@ def track(
         link=link,
         path=list(path),
         level=0,
-        slas=[int(m) for m in slas],
+        slas=_slas(slas),
         started_at=now,
-        due_at=now + timedelta(minutes=slas[0]),
+        due_at=due_after(now, _slas(slas)[0]),
     )
     session.add(deadline)
     session.flush()
@@ -77,23 +78,62 @@ def track_many(session: Session, rows: Sequence[dict[str, Any]], *, now: datetim
         {
             **row,
             "path": list(row["path"]),
-            "slas": [int(m) for m in row["slas"]],
+            "slas": _slas(row["slas"]),
             "level": 0,
             "started_at": now,
-            "due_at": now + timedelta(minutes=row["slas"][0]),
+            "due_at": due_after(now, _slas(row["slas"])[0]),
         }
         for row in rows
     ]
     if session.get_bind().dialect.name == "postgresql":
         unnest_insert(session, Deadline.__table__, full)  # type: ignore[arg-type]
-    else:
-        session.execute(insert(Deadline), full)
+    else:  # Core executemany: no ORM bookkeeping per row
+        session.connection().execute(insert(Deadline.__table__), full)  # type: ignore[arg-type]
 
 
-def _check_path(path: Sequence[str], slas: Sequence[int]) -> None:
-    if not path or len(path) != len(slas) or any(m < 1 for m in slas):
+def track_levels(
+    session: Session,
+    *,
+    project_id: int,
+    subject: str,
+    subject_id: int,
+    title: str,
+    link: str,
+    now: datetime | None = None,
+) -> Deadline:
+    """:func:`track` on the project's path for ``subject``
+    (:func:`labelloop.escalation.paths.path_for`); an existing deadline of the subject is
+    returned as it is."""
+    existing = deadline_of(session, subject, subject_id)
+    if existing is not None:
+        return existing
+    levels = path_for(session, project_id, subject)
+    return track(
+        session,
+        project_id=project_id,
+        subject=subject,
+        subject_id=subject_id,
+        title=title,
+        link=link,
+        path=[lv.role for lv in levels],
+        slas=[lv.sla for lv in levels],
+        now=now,
+    )
+
+
+def _slas(slas: Sequence[int | str]) -> list[int | str]:
+    return [s if isinstance(s, str) else int(s) for s in slas]
+
+
+def _check_path(path: Sequence[str], slas: Sequence[int | str]) -> None:
+    if (
+        not path
+        or len(path) != len(slas)
+        or any(isinstance(m, int) and m < 1 for m in slas)
+        or any(isinstance(m, str) and not (m.endswith("bd") and m[:-2].isdigit()) for m in slas)
+    ):
         raise ValueError(
-            f"an escalation path needs one SLA of 1+ minutes per level: {path}, {slas}"
+            f"an escalation path needs one SLA (1+ minutes or '<n>bd') per level: {path}, {slas}"
         )
 
 
@@ -108,15 +148,28 @@ def resolve(
     session: Session, *, subject: str, subject_id: int, now: datetime | None = None
 ) -> None:
     """Stop the clock: the subject no longer waits on anyone."""
-    session.execute(
-        update(Deadline)
-        .where(
-            Deadline.subject == subject,
-            Deadline.subject_id == subject_id,
-            Deadline.resolved_at.is_(None),
+    resolve_many(session, subject=subject, subject_ids=[subject_id], now=now)
+
+
+def resolve_many(
+    session: Session, *, subject: str, subject_ids: Sequence[int], now: datetime | None = None
+) -> int:
+    """:func:`resolve` for many subjects of one kind; returns how many stopped."""
+    done = 0
+    for start in range(0, len(subject_ids), 10_000):
+        done += rowcount(
+            session.execute(
+                update(Deadline)
+                .where(
+                    Deadline.subject == subject,
+                    id_in(session, Deadline.subject_id, list(subject_ids[start : start + 10_000])),
+                    Deadline.resolved_at.is_(None),
+                )
+                .values(resolved_at=now or utcnow())
+                .execution_options(synchronize_session=False)
+            )
         )
-        .values(resolved_at=now or utcnow())
-    )
+    return done
 
 
 # -- who --------------------------------------------------------------------------------
@@ -216,13 +269,19 @@ def notification_json(n: Notification) -> dict[str, Any]:
     }
 
 
+def _delivered() -> ColumnElement[bool]:
+    """Notifications already due: one dated later (a gold hint waiting for its round,
+    :mod:`labelloop.feedback.gold`) stays out of the inbox until then."""
+    return Notification.created_at <= utcnow()
+
+
 def inbox(
     session: Session, *, actor: Actor, unread_only: bool = False, limit: int = 100
 ) -> list[Notification]:
     """The actor's own notifications, newest first (nobody reads another's inbox)."""
     if actor.user_id is None:
         return []
-    stmt = select(Notification).where(Notification.user_id == actor.user_id)
+    stmt = select(Notification).where(Notification.user_id == actor.user_id, _delivered())
     if actor.scope_project_id is not None:
         stmt = stmt.where(Notification.project_id == actor.scope_project_id)
     if unread_only:
@@ -235,7 +294,7 @@ def unread_count(session: Session, *, actor: Actor) -> int:
     if actor.user_id is None:
         return 0
     stmt = select(func.count(Notification.id)).where(
-        Notification.user_id == actor.user_id, Notification.read_at.is_(None)
+        Notification.user_id == actor.user_id, Notification.read_at.is_(None), _delivered()
     )
     if actor.scope_project_id is not None:
         stmt = stmt.where(Notification.project_id == actor.scope_project_id)
@@ -248,7 +307,7 @@ def mark_read(session: Session, *, actor: Actor, ids: Sequence[int] | None = Non
     if actor.user_id is None:
         return 0
     stmt = update(Notification).where(
-        Notification.user_id == actor.user_id, Notification.read_at.is_(None)
+        Notification.user_id == actor.user_id, Notification.read_at.is_(None), _delivered()
     )
     if actor.scope_project_id is not None:
         stmt = stmt.where(Notification.project_id == actor.scope_project_id)
@@ -305,7 +364,7 @@ def _escalate_one(
     session: Session, actor: Actor, deadline: Deadline, now: datetime
 ) -> Escalated | None:
     level = deadline.level + 1
-    due_at = now + timedelta(minutes=deadline.sla(level))
+    due_at = due_after(now, deadline.sla(level))
     changed = rowcount(
         session.execute(
             update(Deadline)
@@ -339,7 +398,7 @@ def _escalate_one(
         project_id=deadline.project_id,
         kind=f"{deadline.subject}.escalate",
         title=f"Escalated to you ({owner}): {deadline.title}",
-        body=f"Not done within {deadline.sla(level - 1)} minutes at the level before; "
+        body=f"Not done within {sla_text(deadline.sla(level - 1))} at the level before; "
         f"now due {due_at:%Y-%m-%d %H:%M} UTC.",
         link=deadline.link,
         subject=deadline.subject,
@@ -356,3 +415,45 @@ def _escalate_one(
         due_at,
         notified,
     )
+
+
+# -- what waits -------------------------------------------------------------------------
+
+
+def waiting(
+    session: Session,
+    *,
+    actor: Actor,
+    project_id: int,
+    overdue_only: bool = False,
+    now: datetime | None = None,
+    limit: int = 500,
+) -> list[Deadline]:
+    """The project's unresolved deadlines, most overdue first (``project.manage``: the
+    lead's overdue page)."""
+    require(session, actor, Permission.PROJECT_MANAGE, project_id=project_id)
+    stmt = select(Deadline).where(Deadline.project_id == project_id, Deadline.resolved_at.is_(None))
+    if overdue_only:
+        stmt = stmt.where(Deadline.due_at <= (now or utcnow()))
+    return list(session.scalars(stmt.order_by(Deadline.due_at, Deadline.id).limit(limit)))
+
+
+def deadline_json(d: Deadline, now: datetime | None = None) -> dict[str, Any]:
+    """A deadline as the API and CLI give it (``overdue_minutes``: how late it is now,
+    0 when not yet due)."""
+    now = now or utcnow()
+    late = max(0.0, (now - d.due_at).total_seconds() / 60)
+    return {
+        "id": d.id,
+        "subject": d.subject,
+        "subject_id": d.subject_id,
+        "title": d.title,
+        "link": d.link,
+        "owner": d.owner,
+        "level": d.level,
+        "path": [f"{role}:{sla_text(d.sla(i))}" for i, role in enumerate(d.path)],
+        "started_at": d.started_at.isoformat(),
+        "due_at": d.due_at.isoformat(),
+        "escalated_at": d.escalated_at.isoformat() if d.escalated_at else None,
+        "overdue_minutes": round(late),
+    }

@@ -14,9 +14,10 @@ tie the category to a moment).
 **The daily limit** (:data:`DAILY_LIMIT` notes per person per day, all projects
 together) is counted in :class:`~labelloop.feedback.anonymous_models.AnonymousQuota`
 under ``HMAC(pepper, day salt ‖ user id)``: the salt is random, one per day, kept in
-its own table and deleted with the day's counts once the day is over (by the first
-post of a later day, or :func:`purge_expired`); the pepper is derived from the trail
-key, which never reaches the database. A count is all a row holds.
+its own table and deleted with the day's counts once the day is over (by the worker's
+pass, :func:`labelloop.worker.purge_anonymous`, within one interval of midnight UTC, and
+by the first post of a later day); the pepper is derived from the trail key, which
+never reaches the database. A count is all a row holds.
 
 **Reading** (:func:`summary`, ``project.manage``: leads and administrators) shows only
 completed ISO weeks. In each week the notes fall into disjoint groups: one per category
@@ -220,7 +221,8 @@ def remaining_today(session: Session, *, actor: Actor, today: date | None = None
 
 def purge_expired(session: Session, *, today: date | None = None) -> int:
     """Delete the counts and salts of days before ``today`` (UTC); returns how many
-    counts went. Every post does this first; a periodic job may call it too."""
+    counts went. Every post does this first, and the worker on every pass
+    (:func:`labelloop.worker.purge_anonymous`)."""
     day = today or utcnow().date()
     gone = session.execute(delete(AnonymousQuota).where(AnonymousQuota.day < day))
     session.execute(delete(AnonymousQuotaSalt).where(AnonymousQuotaSalt.day < day))

@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.policy import require
 from labelloop.accounts.roles import Permission
-from labelloop.adjudication.reading import read_annotations
 from labelloop.feedback.models import DRAFT, FeedbackNote
-from labelloop.feedback.quality import reference_labels
+from labelloop.feedback.quality import project_reference
+from labelloop.feedback.reference_cache import CACHE
 from labelloop.projects.models import Project
 from labelloop.stats import cochran_mantel_haenszel, wilson_interval
 
@@ -61,76 +61,150 @@ def _hours(a: datetime | None, b: datetime | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class _Errors:
-    """The project's annotations sorted by (annotator, reference, time), with the
-    cumulative count of errors, for window counts by binary search."""
+class _Codes:
+    """Dense codes 0..n-1 of non-negative integer keys: a lookup table when the keys
+    are small (user ids are; no sort), else the sorted distinct keys."""
 
-    key: IntArray  # annotator * (K + 1) + reference code, sorted
-    key_time: npt.NDArray[np.float64]  # submit times in that order
-    cum: IntArray  # errors before position i, in that order
-    person: IntArray  # annotators, sorted
-    person_time: npt.NDArray[np.float64]  # submit times in that order
-    cum_person: IntArray
+    table: IntArray  # key -> code (-1: absent), or the sorted distinct keys
+    direct: bool
+
+    @classmethod
+    def of(cls, keys: IntArray) -> tuple[_Codes, IntArray]:
+        top = int(keys.max()) if keys.size else 0
+        if top < 4 * keys.size + 1024:
+            seen = np.zeros(top + 1, dtype=bool)
+            seen[keys] = True
+            table = np.full(top + 1, -1, dtype=np.int64)
+            table[seen] = np.arange(int(seen.sum()), dtype=np.int64)
+            return cls(table, True), table[keys]
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        return cls(distinct, False), inverse.astype(np.int64)
+
+    def encode(self, keys: IntArray) -> IntArray:
+        """Codes of ``keys`` (-1 for keys never seen)."""
+        if self.direct:
+            inside = (keys >= 0) & (keys < self.table.size)
+            return np.where(inside, self.table[np.where(inside, keys, 0)], -1)
+        at = np.minimum(np.searchsorted(self.table, keys), max(self.table.size - 1, 0))
+        found = self.table[at] == keys if self.table.size else np.zeros(keys.size, bool)
+        return np.where(found, at, -1)
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Annotations sorted by (group, submit time) with the cumulative count of errors,
+    so the errors of one group within a time window are two binary searches. Group and
+    time share one integer, ``group_code << bits | time``: groups are dense codes
+    (:class:`_Codes`), times are milliseconds after the earliest (0: no submit time)."""
+
+    groups: _Codes
+    bits: int
+    packed: IntArray  # sorted
+    cum: IntArray  # errors before position i of ``packed``
+
+    @classmethod
+    def build(cls, group: IntArray, offset: IntArray, bits: int, wrong: IntArray) -> _Index:
+        groups, codes = _Codes.of(group)
+        if (int(codes.max(initial=0)) + 1) << bits >= 2**63:  # a million groups over a century
+            raise ValueError(f"{int(codes.max()) + 1} groups over {bits} bits of time do not pack")
+        packed = (codes << bits) | offset
+        order = np.argsort(packed)  # ties share group and time: any order counts the same
+        return cls(groups, bits, packed[order], np.concatenate([[0], np.cumsum(wrong[order])]))
+
+    def counts(self, group: IntArray, lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
+        """(errors, n) per query: annotations of ``group`` whose time offset lies in
+        ``[lo, hi)``; zero for groups without annotations."""
+        code = self.groups.encode(group)
+        known = code >= 0
+        base = np.where(known, code, 0) << self.bits
+        a = np.searchsorted(self.packed, base | lo, "left")
+        b = np.searchsorted(self.packed, base | hi, "left")
+        return np.where(known, self.cum[b] - self.cum[a], 0), np.where(known, b - a, 0)
+
+
+@dataclass(frozen=True)
+class _Errors:
+    """The project's errors indexed by (annotator, reference label) and by annotator."""
+
+    by_class: _Index  # group: annotator * (K + 1) + reference code
+    by_person: _Index  # group: annotator
+    first_ms: int  # the earliest submit time, in ms since 1970 (offset 1)
+    last_offset: int
     k: int
     categories: list[str]
 
+    def offsets(self, seconds: npt.NDArray[np.float64], after: bool) -> IntArray:
+        """Offsets of the first annotation time at or after ``seconds`` (``after``:
+        strictly after), clipped to the times held (offset 0, no time, never counts)."""
+        ms = seconds * 1000.0
+        first = np.floor(ms) + 1 if after else np.ceil(ms)
+        offsets: IntArray = np.clip(
+            first.astype(np.int64) - self.first_ms + 1, 1, self.last_offset + 1
+        )
+        return offsets
+
 
 def _reference(session: Session, project: Project) -> _Errors | None:
-    cols = read_annotations(session, project, times=True)
-    if not len(cols.item):
+    """The error index of the project, from the annotations with their reference
+    labels as My quality keeps them between calls
+    (:mod:`labelloop.feedback.reference_cache`)."""
+    cols = CACHE.cached(session, project, project_reference)
+    if not len(cols.annotator):
         return None
-    ref, _ = reference_labels(session, project, cols)
+    ref = cols.ref
     k = len(cols.categories)
-    assert cols.submitted is not None
-    time = np.where(np.isnan(cols.submitted), -np.inf, cols.submitted)
+    timed = ~np.isnan(cols.submitted)
+    ms = np.where(timed, np.round(np.nan_to_num(cols.submitted) * 1000.0), 0).astype(np.int64)
+    first = int(ms[timed].min()) if timed.any() else 0
+    offset = np.where(timed, ms - first + 1, 0)
+    last = int(offset.max())
+    by_class = cols.annotator * (k + 1) + ref
+    bits = (last + 1).bit_length()
     wrong = (cols.label != ref).astype(np.int64)
-    key = cols.annotator * (k + 1) + ref
-    order = np.lexsort((time, key))
-    by_person = np.lexsort((time, cols.annotator))
     return _Errors(
-        key[order],
-        time[order],
-        np.concatenate([[0], np.cumsum(wrong[order])]),
-        cols.annotator[by_person],
-        time[by_person],
-        np.concatenate([[0], np.cumsum(wrong[by_person])]),
+        _Index.build(by_class, offset, bits, wrong),
+        _Index.build(cols.annotator, offset, bits, wrong),
+        first,
+        last,
         k,
-        cols.categories,
+        list(cols.categories),
     )
 
 
-def _window(
-    times: npt.NDArray[np.float64], cum: IntArray, lo: int, hi: int, start: float, end: float
-) -> tuple[int, int]:
-    """(errors, n) among positions lo..hi-1 whose time lies in [start, end)."""
-    a = lo + int(np.searchsorted(times[lo:hi], start, "left"))
-    b = lo + int(np.searchsorted(times[lo:hi], end, "left"))
-    return int(cum[b] - cum[a]), b - a
-
-
 def _tables(errors: _Errors, notes: Sequence[Any], days: int) -> dict[int, list[int]]:
-    """Per note: [errors after, n after, errors before, n before]."""
+    """Per note: [errors after, n after, errors before, n before] (after: the ``days``
+    after it was sent, the moment itself excluded; before: the ``days`` before it), to
+    the millisecond."""
     code = {c: i for i, c in enumerate(errors.categories)}
+    by_class = [n for n in notes if n.expected is not None and n.expected in code]
+    overall = [n for n in notes if n.expected is None]
     span = days * 86400.0
     out: dict[int, list[int]] = {}
-    for note in notes:
-        assert note.sent_at is not None
-        t0 = note.sent_at.timestamp()
-        if note.expected is not None and note.expected in code:
-            nkey = note.recipient_id * (errors.k + 1) + code[note.expected]
-            lo = int(np.searchsorted(errors.key, nkey, "left"))
-            hi = int(np.searchsorted(errors.key, nkey, "right"))
-            times, cum = errors.key_time, errors.cum
-        elif note.expected is None:
-            lo = int(np.searchsorted(errors.person, note.recipient_id, "left"))
-            hi = int(np.searchsorted(errors.person, note.recipient_id, "right"))
-            times, cum = errors.person_time, errors.cum_person
-        else:
+    for index, chosen, group in (
+        (
+            errors.by_class,
+            by_class,
+            [n.recipient_id * (errors.k + 1) + code[n.expected] for n in by_class],
+        ),
+        (errors.by_person, overall, [n.recipient_id for n in overall]),
+    ):
+        if not chosen:
             continue
-        after = _window(times, cum, lo, hi, math.nextafter(t0, math.inf), t0 + span)
-        before = _window(times, cum, lo, hi, t0 - span, t0)
-        if after[1] and before[1]:
-            out[note.id] = [*after, *before]
+        g = np.asarray(group, dtype=np.int64)
+        t0 = np.asarray([n.sent_at.timestamp() for n in chosen], dtype=np.float64)
+        after = index.counts(
+            g, errors.offsets(t0, after=True), errors.offsets(t0 + span, after=False)
+        )
+        before = index.counts(
+            g, errors.offsets(t0 - span, after=False), errors.offsets(t0, after=False)
+        )
+        for i in np.flatnonzero((after[1] > 0) & (before[1] > 0)).tolist():
+            out[chosen[i].id] = [
+                int(after[0][i]),
+                int(after[1][i]),
+                int(before[0][i]),
+                int(before[1][i]),
+            ]
     return out
 
 

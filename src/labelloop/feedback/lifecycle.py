@@ -341,6 +341,16 @@ def acknowledge(
     note.response, note.response_reason = ("agree" if agree else "disagree"), reason or None
     if not agree:
         note.case_id = _dispute(session, note, reason)
+        if note.case_id is None:  # nothing to rule on: the note itself waits on a lead
+            escalation.track_levels(
+                session,
+                project_id=note.project_id,
+                subject="feedback",
+                subject_id=note.id,
+                title=f"Feedback note {note.id} is disputed",
+                link=f"/feedback/{note.id}",
+                now=when,
+            )
     session.flush()
     _event(
         session,
@@ -428,6 +438,7 @@ def resolve(session: Session, *, actor: Actor, note_id: int) -> FeedbackNote:
     if not _claim(session, note, [SENT, ACKNOWLEDGED], RESOLVED):
         raise Conflict(f"feedback note {note.id} was resolved meanwhile")
     note.resolved_at = utcnow()
+    escalation.resolve(session, subject="feedback", subject_id=note.id, now=note.resolved_at)
     session.flush()
     _event(
         session,

@@ -25,11 +25,16 @@ vote is one of them).
 
 Everyone may read their own page; holders of ``project.manage`` (leads) or
 ``audit.review`` (auditors, adjudicators, mentors) may read any member's.
+
+The project-wide half (every annotation with its reference label) is kept between
+views while the project's annotations and gold labels are unchanged
+(:mod:`labelloop.feedback.reference_cache`); the rest is read for each view.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -47,10 +52,13 @@ from labelloop.audits.models import AuditAssignment, AuditReview, AuditRun, Audi
 from labelloop.audits.population import label_from_json_text
 from labelloop.errors import NotFound, PermissionDenied, ValidationFailed
 from labelloop.feedback import templates as tpl
-from labelloop.feedback.models import DRAFT, FeedbackNote, FeedbackSettings
+from labelloop.feedback.models import FeedbackNote, FeedbackSettings
+from labelloop.feedback.reference_cache import CACHE, ProjectReference
+from labelloop.feedback.service import shown
 from labelloop.projects.models import GoldLabel, Project
 from labelloop.projects.validation import Violation
 from labelloop.stats import wilson_interval
+from labelloop.store.base import utcnow
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -193,7 +201,7 @@ def _weeks(seconds: npt.NDArray[np.float64], correct: BoolArray) -> list[dict[st
     return out
 
 
-def _confusions(given: IntArray, ref: IntArray, categories: list[str]) -> list[dict[str, Any]]:
+def _confusions(given: IntArray, ref: IntArray, categories: Sequence[str]) -> list[dict[str, Any]]:
     """(their label, reference) pairs where they differ: count, and the share of the
     reference's annotations labeled that way; most frequent first."""
     k = len(categories) + 1
@@ -284,7 +292,7 @@ def _notes(session: Session, project: Project, user_id: int) -> list[dict[str, A
         .where(
             FeedbackNote.project_id == project.id,
             FeedbackNote.recipient_id == user_id,
-            FeedbackNote.status != DRAFT,
+            shown(),  # a gold hint waiting for its round is not shown yet
         )
         .order_by(FeedbackNote.sent_at.desc(), FeedbackNote.id.desc())
     )
@@ -303,28 +311,47 @@ def _notes(session: Session, project: Project, user_id: int) -> list[dict[str, A
     ]
 
 
+def project_reference(session: Session, project: Project) -> ProjectReference:
+    """Every annotation of the project with its reference label (computed afresh)."""
+    cols = read_annotations(session, project, times=True)
+    ref, is_gold = reference_labels(session, project, cols)
+    assert cols.submitted is not None
+    return ProjectReference(
+        cols.annotator, cols.label, ref, is_gold, cols.submitted, tuple(cols.categories)
+    )
+
+
 def my_quality(
-    session: Session, *, actor: Actor, project: Project, username: str | None = None
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    username: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The figures of the module doc for ``username`` (default: the actor): ``user``
     (``username``, ``display_name``, ``self``), ``labels`` (how many annotations),
     ``gold``, ``audit``, ``reference``, ``weeks``, ``confusions``, ``team``, ``notes``.
     PermissionDenied for another member's page without ``project.manage`` or
     ``audit.review``; NotFound when ``username`` holds no role in the project."""
+    from labelloop.feedback.gold import counted_before
+
     user_id, name, display, is_self = _target(session, actor, project, username)
-    cols = read_annotations(session, project, times=True)
-    ref, is_gold = reference_labels(session, project, cols)
-    correct = cols.label == ref
-    mine = cols.annotator == user_id
-    assert cols.submitted is not None
+    p = CACHE.cached(session, project, project_reference)
+    # the last half-hour rounds are left out, as gold-miss hints are held back: a figure
+    # that moved at a submission would tell the annotator that the item was a check
+    counted = ~(p.submitted >= counted_before(now or utcnow()).timestamp())
+    correct = p.label == p.ref
+    mine = (p.annotator == user_id) & counted
+    is_gold = p.is_gold
     return {
         "user": {"username": name, "display_name": display, "self": is_self},
-        "labels": int(mine.sum()),
+        "labels": int((p.annotator == user_id).sum()),
         "gold": share(int((correct & mine & is_gold).sum()), int((mine & is_gold).sum())),
         "audit": _audits(session, project, user_id),
         "reference": share(int((correct & mine).sum()), int(mine.sum())),
-        "weeks": _weeks(cols.submitted[mine], correct[mine]),
-        "confusions": _confusions(cols.label[mine], ref[mine], cols.categories),
-        "team": team_standing(cols.annotator, correct, user_id),
+        "weeks": _weeks(p.submitted[mine], correct[mine]),
+        "confusions": _confusions(p.label[mine], p.ref[mine], p.categories),
+        "team": team_standing(p.annotator[counted], correct[counted], user_id),
         "notes": _notes(session, project, user_id),
     }

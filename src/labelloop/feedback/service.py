@@ -10,14 +10,15 @@ Every write appends a trail event in the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from labelloop import trail
 from labelloop.accounts.actor import Actor
-from labelloop.accounts.policy import require, sees
+from labelloop.accounts.policy import allowed, require, sees
 from labelloop.accounts.roles import Permission
 from labelloop.errors import NotFound, ValidationFailed
 from labelloop.feedback import templates as tpl
@@ -30,15 +31,24 @@ from labelloop.feedback.models import (
 from labelloop.projects.models import Project
 from labelloop.projects.validation import Violation
 from labelloop.store.base import utcnow
+from labelloop.store.conflicts import stored_row
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
 def settings_of(session: Session, project: Project) -> FeedbackSettings:
+    """The project's settings (the defaults, unsaved, when none were stored): reads
+    only, so it serves read-only sessions too."""
     found = session.get(FeedbackSettings, project.id)
     return found or FeedbackSettings(
         project_id=project.id, auto_send=False, due_days=7, templates=[]
     )
+
+
+def _stored_settings(session: Session, project: Project) -> FeedbackSettings:
+    """The project's settings row for writing, created with the defaults on first use
+    without a race between two first writers (:func:`labelloop.store.conflicts.stored_row`)."""
+    return stored_row(session, FeedbackSettings, {"project_id": project.id})
 
 
 def catalogue(session: Session, project: Project) -> dict[str, tpl.Template]:
@@ -69,7 +79,7 @@ def update_settings(
             raise ValidationFailed(
                 "templates not changed", [Violation(field, "invalid", message)]
             ) from None
-    cfg = settings_of(session, project)
+    cfg = _stored_settings(session, project)
     before = _settings_json(cfg)
     if auto_send is not None:
         cfg.auto_send = auto_send
@@ -78,7 +88,6 @@ def update_settings(
     if templates is not None:
         cfg.templates = templates
     cfg.updated_at = utcnow()
-    session.add(cfg)
     session.flush()
     _event(
         session,
@@ -160,14 +169,32 @@ def note_json(n: FeedbackNote, *, with_items: bool = True) -> dict[str, Any]:
 # -- reading --------------------------------------------------------------------------
 
 
+def shown(now: datetime | None = None) -> ColumnElement[bool]:
+    """Notes their recipient sees: sent, and not scheduled for later (a gold hint waits
+    for its round: :mod:`labelloop.feedback.gold`)."""
+    return and_(
+        FeedbackNote.status != DRAFT,
+        or_(FeedbackNote.sent_at.is_(None), FeedbackNote.sent_at <= (now or utcnow())),
+    )
+
+
+def scheduled(note: FeedbackNote, now: datetime | None = None) -> bool:
+    """Whether the note is sent for a moment still to come (hidden from its recipient)."""
+    return note.sent_at is not None and note.sent_at > (now or utcnow())
+
+
 def get_note(session: Session, *, actor: Actor, note_id: int) -> FeedbackNote:
-    """A note, for its recipient or a holder of ``feedback.send`` (404 for anyone who
-    may not know the project; 403 for other members)."""
+    """A note, for its recipient or a holder of ``feedback.send``; 404 for everyone
+    else alike (a note of another member, a draft, the recipient's own note while it is
+    scheduled, or no note), so probing note ids tells nothing, in particular not that a
+    scheduled gold-miss hint exists."""
     note = session.get(FeedbackNote, note_id)
     if note is None or not sees(session, actor, note.project_id):
         raise NotFound(f"no feedback note {note_id}")
-    if note.recipient_id != actor.user_id or note.status == DRAFT:
-        require(session, actor, Permission.FEEDBACK_SEND, project_id=note.project_id)
+    if allowed(session, actor, Permission.FEEDBACK_SEND, project_id=note.project_id):
+        return note
+    if note.recipient_id != actor.user_id or note.status == DRAFT or scheduled(note):
+        raise NotFound(f"no feedback note {note_id}")
     return note
 
 
@@ -196,9 +223,7 @@ def my_notes(
     """The caller's own notes (sent to them), newest first."""
     if actor.user_id is None:
         return []
-    stmt = select(FeedbackNote).where(
-        FeedbackNote.recipient_id == actor.user_id, FeedbackNote.status != DRAFT
-    )
+    stmt = select(FeedbackNote).where(FeedbackNote.recipient_id == actor.user_id, shown())
     if project is not None:
         require(session, actor, Permission.PROJECT_READ, project_id=project.id)
         stmt = stmt.where(FeedbackNote.project_id == project.id)
@@ -215,6 +240,7 @@ def unread_count(session: Session, *, actor: Actor, project: Project) -> int:
                 FeedbackNote.project_id == project.id,
                 FeedbackNote.recipient_id == actor.user_id,
                 FeedbackNote.status == SENT,
+                shown(),
             )
         )
         or 0

@@ -12,7 +12,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Table, any_, bindparam, text
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Result
@@ -48,8 +58,17 @@ def unnest_insert(
 
 
 def id_in(session: Session, column: Any, ids: Sequence[int]) -> Any:
-    """``column IN ids`` as one array parameter on PostgreSQL (``= ANY(:ids)``, no
-    placeholder per id for the driver to parse), a plain ``IN`` list elsewhere."""
-    if session.get_bind().dialect.name == "postgresql":
+    """``column IN ids`` with one parameter whatever the number of ids, so nothing is
+    compiled or bound per id: an array on PostgreSQL (``= ANY(:ids)``), a JSON array
+    read by ``json_each`` on SQLite (``IN (SELECT value FROM json_each(:ids))``)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    if dialect == "sqlite":
+        listed = json.dumps([int(i) for i in ids])
+        return column.in_(
+            select(literal_column("value")).select_from(
+                func.json_each(bindparam(None, listed, type_=String))
+            )
+        )
     return column.in_(list(ids))

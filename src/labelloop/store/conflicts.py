@@ -5,17 +5,23 @@ transaction, then raises; SQLite serialises writers, so it sees the first one's 
 before it decides). :func:`retry_on_unique` runs a find-or-create step in a SAVEPOINT
 and, when it loses such a race, runs it once more: the second run finds the row the
 winner committed and answers as a retry would (the idempotent answer).
-:func:`is_unique_violation` lets the web and CLI layers map any race left over to a
-409 instead of a server error.
+:func:`stored_row` creates a row that is read as defaults until first written (a
+project's settings) without that race: ``INSERT ... ON CONFLICT DO NOTHING``, then a
+locked read. :func:`is_unique_violation` lets the web and CLI layers map any race left
+over to a 409 instead of a server error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+
+from labelloop.errors import Conflict
 
 T = TypeVar("T")
 
@@ -57,3 +63,25 @@ def retry_on_unique(session: Session, step: Callable[[], T]) -> T:
             raise
     with session.begin_nested():
         return step()
+
+
+def insert_missing(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    """Insert one row unless its key is taken (``INSERT ... ON CONFLICT DO NOTHING``,
+    PostgreSQL and SQLite); columns left out get their defaults. A row a concurrent
+    transaction inserted first is left alone: PostgreSQL waits for that transaction and
+    then does nothing (or inserts, when it rolled back); SQLite's writers never overlap."""
+    insert: Any = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(model).values(values).on_conflict_do_nothing())
+
+
+def stored_row(session: Session, model: type[T], key: dict[str, Any]) -> T:
+    """The row of ``model`` whose primary key is ``key`` (attribute names to values),
+    inserted with its column defaults when there is none yet (:func:`insert_missing`),
+    read afresh and locked ``FOR UPDATE`` (PostgreSQL) for the rest of the transaction:
+    two first writers at once both get the one row, one after the other, never a unique
+    violation."""
+    insert_missing(session, model, key)
+    row = session.get(model, key, with_for_update=True, populate_existing=True)
+    if row is None:  # deleted by a concurrent transaction (its project went)
+        raise Conflict(f"{model.__name__} {key} was deleted by a concurrent change")
+    return row

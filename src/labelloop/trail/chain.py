@@ -20,11 +20,16 @@ GENESIS = "0" * 64
 _KEY_ID_PREFIX = b"labelloop trail key id v1\x00"
 
 
+_PLAIN = frozenset({int, str, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """A JSON-safe copy: datetimes as ISO 8601 UTC, sets as sorted lists, tuples as lists."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        if all(type(v) in _PLAIN for v in value):  # ids and names: nothing to convert
+            return list(value)
         return [jsonable(v) for v in value]
     if isinstance(value, set | frozenset):
         return sorted(jsonable(v) for v in value)

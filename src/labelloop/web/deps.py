@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -260,3 +261,18 @@ def current_user(request: Request, actor: CurrentActor) -> SignedIn:
 
 
 CurrentUser = Annotated[SignedIn, Depends(current_user, scope="function")]
+
+
+@contextmanager
+def long_read(request: Request, session: Session) -> Iterator[Session]:
+    """A session for a long read that comes before a short write on ``session`` (the
+    request's): on SQLite a read-only session of its own (a deferred BEGIN, no write
+    lock), so the request's session takes the lock only when it writes; elsewhere the
+    request's session itself, where reading blocks no writer and needs no second
+    connection. Touch ``session`` only after the reading."""
+    readers = request.app.state.read_sessions
+    if readers is None:
+        yield session
+        return
+    with session_scope(readers) as reader:
+        yield reader

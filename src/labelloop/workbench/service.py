@@ -26,7 +26,10 @@ Submissions (:func:`submit`, from the page and the API alike) are the only way
 annotators label: they need the item's lease, take the server's clock and the server's
 measure of active time, and go through
 :func:`labelloop.projects.service.save_annotation` (the authoritative validator;
-ValidationFailed writes nothing) with source ``workbench``. Like every service here:
+ValidationFailed writes nothing) with source ``workbench``. A submission that answers a
+hidden gold check may complete an aggregate hint to the annotator, written in the same
+transaction and shown only from its round on (:mod:`labelloop.feedback.gold`); the
+submission's own answer is the same as for any item. Like every service here:
 ``session`` and ``actor`` are keywords, permissions are checked with
 :func:`labelloop.accounts.policy.require`, nothing commits, and every record written
 (annotations, skips, flags, settings) appends a trail event in the caller's
@@ -51,12 +54,14 @@ from labelloop.accounts.actor import Actor
 from labelloop.accounts.policy import allowed, require
 from labelloop.accounts.roles import Permission
 from labelloop.errors import Conflict, ValidationFailed
+from labelloop.feedback import gold as gold_hints
 from labelloop.guidelines import service as guidelines
 from labelloop.guidelines.timeline import version_at
 from labelloop.projects import service as projects
 from labelloop.projects.models import Annotation, GoldLabel, Item, Project
 from labelloop.projects.validation import Violation
 from labelloop.store.base import utcnow
+from labelloop.store.conflicts import stored_row
 from labelloop.workbench.models import (
     DEFAULT_GOLD_RATE,
     DEFAULT_LEASE_MINUTES,
@@ -99,16 +104,9 @@ def update_settings(
 ) -> SettingsOut:
     """Change overlap, gold rate or lease length (leads); logged with before and after."""
     require(session, actor, Permission.PROJECT_MANAGE, project_id=project.id)
-    before = get_settings(session, project)
-    row = session.get(QueueSettings, project.id)
-    if row is None:
-        row = QueueSettings(
-            project_id=project.id,
-            overlap=before.overlap,
-            gold_rate=before.gold_rate,
-            lease_minutes=before.lease_minutes,
-        )
-        session.add(row)
+    # two first changes at once share the one row (no unique violation)
+    row = stored_row(session, QueueSettings, {"project_id": project.id})
+    before = SettingsOut.model_validate(row)
     for field in ("overlap", "gold_rate", "lease_minutes"):
         value = getattr(change, field)
         if value is not None:
@@ -779,6 +777,7 @@ def submit(
     if _done(session, item_id, annotator_id):
         raise Conflict(f"you already finished item {item_id}")
     settings = get_settings(session, project)
+    gold_check = lease.is_gold  # the lease ends with the save
     annotation = projects.save_annotation(
         session,
         actor=actor,
@@ -798,7 +797,9 @@ def submit(
         before_trail=lambda _: _release(session, project, lease, settings),
     )
     if reason is not None:
-        _flag_uncertain(session, actor, project, annotation, reason)
+        _flag_uncertain(session, actor, project, annotation, reason, now)
+    if gold_check:
+        gold_hints.after_check(session, project=project, annotation=annotation, now=now)
     return annotation
 
 
@@ -823,7 +824,12 @@ def _active_seconds(
 
 
 def _flag_uncertain(
-    session: Session, actor: Actor, project: Project, annotation: Annotation, reason: str
+    session: Session,
+    actor: Actor,
+    project: Project,
+    annotation: Annotation,
+    reason: str,
+    now: datetime | None = None,
 ) -> None:
     flag = {"code": "uncertain", "field": "value", "message": reason, "source": "annotator"}
     before = list(annotation.flags or [])
@@ -838,6 +844,32 @@ def _flag_uncertain(
         project_id=project.id,
         before={"flags": before},
         after={"flags": annotation.flags},
+    )
+    _await_triage(session, project, annotation, now)
+
+
+def _await_triage(
+    session: Session, project: Project, annotation: Annotation, now: datetime | None = None
+) -> None:
+    """Start the ``flag`` deadline (:mod:`labelloop.escalation.paths`) unless the item
+    has a case: an open one carries the wait, a ruled one has answered it (detection
+    leaves ruled items alone, so nothing else would end the wait)."""
+    from labelloop.adjudication.models import OPEN, RULED, Case
+    from labelloop.escalation import service as escalation
+
+    if session.scalar(
+        select(Case.id).where(Case.item_id == annotation.item_id, Case.status.in_([OPEN, RULED]))
+    ):
+        return
+    item = session.get(Item, annotation.item_id)
+    escalation.track_levels(
+        session,
+        project_id=project.id,
+        subject="flag",
+        subject_id=annotation.id,
+        title=f"Item {item.external_id if item else annotation.item_id!r} flagged as uncertain",
+        link=f"/projects/{project.id}/cases",
+        now=now,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, BeforeValidator, Field
 
 from labelloop.accounts.roles import Permission
@@ -23,7 +23,7 @@ from labelloop.identifiers import MAX_ID
 from labelloop.web import queries
 from labelloop.web.api.common import ERRORS, WRITE_ERRORS, ProjectId, _created
 from labelloop.web.api.schemas import Id, Identifier, Json, Reason, Text, _In, _integral
-from labelloop.web.deps import CurrentActor, SessionDep, TransactionRoute
+from labelloop.web.deps import CurrentActor, SessionDep, TransactionRoute, long_read
 from labelloop.web.idempotency import IdempotencyDep
 
 router = APIRouter(route_class=TransactionRoute, responses=ERRORS)
@@ -142,11 +142,14 @@ def open_case(
 
 
 @router.post("/projects/{project_id}/cases/detect", tags=["adjudication"], responses=WRITE_ERRORS)
-def detect_cases(project_id: ProjectId, session: SessionDep, actor: CurrentActor) -> Out:
+def detect_cases(
+    request: Request, project_id: ProjectId, session: SessionDep, actor: CurrentActor
+) -> Out:
     """Run case detection now (`adjudicate`): `{"opened", "candidates", "by_reason",
     "seconds"}`. Items with an open case or a ruling are left alone."""
-    p = _project(session, actor, project_id)
-    r = service.detect(session, actor=actor, project=p)
+    with long_read(request, session) as reader:
+        p = _project(reader, actor, project_id)
+        r = service.detect_apart(reader=reader, session=session, actor=actor, project=p)
     return Out(opened=r.opened, candidates=r.candidates, by_reason=r.by_reason, seconds=r.seconds)
 
 

@@ -439,8 +439,8 @@ class AnnotationOut(BaseModel):
 
 
 class GoldIn(_In):
-    item_id: Id
-    value: Json = Field(..., description=_VALUE)
+    item_id: Id = Field(..., examples=[1])
+    value: Json = Field(..., description=_VALUE, examples=["billing"])
     rationale: Text | None = Field(None, max_length=10_000)
     source: Identifier = Field("expert", max_length=100)
 

@@ -12,6 +12,7 @@ from labelloop.web.pages import (
     feedback,
     guidelines,
     inbox,
+    overdue,
     policies,
     projects,
     quality,
@@ -38,5 +39,6 @@ router.include_router(amendments.router)
 router.include_router(anonymous.router)
 router.include_router(feedback.router)
 router.include_router(quality.router)
+router.include_router(overdue.router)
 
 __all__ = ["router"]

@@ -12,6 +12,11 @@ These requests leave nothing of the caller behind (see
   once a minute; here it would date the post). CSRF is checked as everywhere.
 * Nothing is written to the browser's session either (the confirmation is a query
   parameter of the redirect).
+* A server error on these routes is re-raised as :class:`AnonymousRequestFailed`,
+  without its cause: the server logs an unhandled error with its traceback, and a
+  database error's message lists its statement's parameters (the member's user id in
+  the membership check, the session's hash in the caller's look-up). Answered errors
+  (404, 403, 422, 429, a concurrent change's 409) are not logged and pass unchanged.
 """
 
 from __future__ import annotations
@@ -22,18 +27,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labelloop.accounts import sessions
 from labelloop.accounts.actor import Actor
 from labelloop.accounts.roles import Permission
-from labelloop.errors import RateLimited, ValidationFailed
+from labelloop.errors import LabelLoopError, RateLimited, ValidationFailed
 from labelloop.feedback import anonymous
 from labelloop.projects.models import Project
 from labelloop.settings import Settings
 from labelloop.store import session_scope
+from labelloop.store.conflicts import is_concurrent_conflict
 from labelloop.web import queries
 from labelloop.web.deps import (
     _RESOLVED,
@@ -44,7 +53,7 @@ from labelloop.web.deps import (
     SignedIn,
     TransactionRoute,
 )
-from labelloop.web.errors import LoginRequired
+from labelloop.web.errors import LoginRequired, WebError
 from labelloop.web.templating import render
 
 #: What each category is for, as the form explains it.
@@ -83,6 +92,21 @@ def _caller_untouched(request: Request) -> None:
     setattr(request.state, _RESOLVED, use.actor)
 
 
+class AnonymousRequestFailed(RuntimeError):
+    """A server error on the anonymous channel, told without its cause (see the module
+    docstring)."""
+
+
+#: Errors that get an answer (no log line with a traceback): they pass unchanged.
+_ANSWERED = (LabelLoopError, WebError, StarletteHTTPException, RequestValidationError)
+
+
+def _answered(exc: Exception) -> bool:
+    return isinstance(exc, _ANSWERED) or (
+        isinstance(exc, DBAPIError) and is_concurrent_conflict(exc)
+    )
+
+
 class UntracedRoute(TransactionRoute):
     """A page route that forgets the client's address and resolves its caller without
     touching the session (see the module docstring); otherwise a
@@ -94,8 +118,14 @@ class UntracedRoute(TransactionRoute):
         async def untraced(request: Request) -> Response:
             # the same scope uvicorn writes its access line from
             request.scope["client"] = None
-            await run_in_threadpool(_caller_untouched, request)
-            return await handler(request)
+            try:
+                await run_in_threadpool(_caller_untouched, request)
+                return await handler(request)
+            except Exception as exc:
+                if _answered(exc):
+                    raise
+                name = type(exc).__name__
+                raise AnonymousRequestFailed(f"{name} on the anonymous channel") from None
 
         return untraced
 

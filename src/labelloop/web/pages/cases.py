@@ -39,7 +39,14 @@ from labelloop.projects.schemas import LabelSchema
 from labelloop.projects.validation import payload_text
 from labelloop.store.base import utcnow
 from labelloop.web import queries
-from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
+from labelloop.web.deps import (
+    CurrentActor,
+    CurrentUser,
+    PathId,
+    SessionDep,
+    TransactionRoute,
+    long_read,
+)
 from labelloop.web.templating import render
 
 router = APIRouter(route_class=TransactionRoute)
@@ -186,8 +193,9 @@ def detect_now(
     user: CurrentUser,
 ) -> Response:
     """Run detection now (the worker runs it on the project's cadence too)."""
-    project = _adjudicating(session, actor, project_id)
-    found = service.detect(session, actor=actor, project=project)
+    with long_read(request, session) as reader:
+        project = _adjudicating(reader, actor, project_id)
+        found = service.detect_apart(reader=reader, session=session, actor=actor, project=project)
     message = f"{_plural(found.opened, 'new case')}"
     if found.by_reason:
         reasons = sorted(found.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -1,4 +1,5 @@
-"""The project list and the lead's project overview."""
+"""The project list and the lead's project overview: the stored dashboard snapshot
+(charts, scorecard, feedback) and, live, SLA attainment."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
 from labelloop.accounts.roles import Permission
+from labelloop.analytics import loop
 from labelloop.analytics import service as analytics
 from labelloop.analytics.models import DashboardSnapshot
 from labelloop.analytics.schemas import Overview
+from labelloop.escalation.attainment import sla_attainment
 from labelloop.projects import service as projects
 from labelloop.projects.models import Project
 from labelloop.web import queries
@@ -56,6 +59,7 @@ def project_overview(
     project = queries.visible_project(session, actor=actor, project_id=project_id)
     snap, freshness = analytics.current_snapshot(session, actor=actor, project=project)
     totals, dashboard = _dashboard(request, project, snap)
+    sla = loop.sla_chart(sla_attainment(session, actor=actor, project=project))
     return render(
         request,
         "overview.html",
@@ -63,6 +67,7 @@ def project_overview(
             "project": project,
             "totals": totals,
             "dashboard": dashboard,
+            "sla": sla,
             "freshness": freshness,
             "can_review": queries.may(session, actor, Permission.AUDIT_REVIEW, project.id),
             "can_adjudicate": queries.may(session, actor, Permission.ADJUDICATE, project.id),
