@@ -244,7 +244,7 @@ def detect(
     cfg = _stored_settings(session, project)
     settled = _settled(session, project)
     wanted = sorted(set(findings.signals.by_item) - settled)
-    opened = _open_many(session, actor, project, findings.votes, findings.signals, wanted, cfg, now)
+    opened = _open_many(session, actor, project, findings.votes, findings.signals, wanted, now)
     cfg.detected_at = now
     reasons = Counter(reason for _, _, reason in opened)
     trail.service.append(
@@ -324,7 +324,6 @@ def _open_many(
     votes: Votes,
     found: signals_of.Signals,
     wanted: list[int],
-    cfg: AdjudicationSettings,
     now: datetime,
 ) -> list[tuple[int, int, str]]:
     """Insert cases (and their deadlines) for ``wanted`` items; (case, item, reason)."""
@@ -476,7 +475,6 @@ def open_case(
         _item_votes(session, project, target.id),
         found,
         [target.id],
-        settings_of(session, project),
         now,
     )
     if not opened:

@@ -9,10 +9,10 @@ exemplar, amendment, notable``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BeforeValidator, Field
 
 from labelloop.accounts.roles import Permission
 from labelloop.adjudication import rulings, service
@@ -21,7 +21,7 @@ from labelloop.escalation import service as escalation
 from labelloop.guidelines import amendments
 from labelloop.identifiers import MAX_ID
 from labelloop.web import queries
-from labelloop.web.api.common import ERRORS, WRITE_ERRORS, ProjectId, _created
+from labelloop.web.api.common import ERRORS, WRITE_ERRORS, Out, ProjectId, _created, project_of
 from labelloop.web.api.schemas import Id, Identifier, Json, Reason, Text, _In, _integral
 from labelloop.web.deps import CurrentActor, SessionDep, TransactionRoute, long_read
 from labelloop.web.idempotency import IdempotencyDep
@@ -33,12 +33,6 @@ CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="The case's id. " + _I
 RulingId = Annotated[int, Path(ge=1, le=MAX_ID, description="The ruling's id. " + _ID)]
 AmendmentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The amendment's id. " + _ID)]
 RuleKey = Annotated[Identifier, Field(max_length=20, examples=["R12"])]
-
-
-class Out(BaseModel):
-    """A JSON answer whose keys are documented on the operation."""
-
-    model_config = {"extra": "allow"}
 
 
 #: JSON Schema's integers include ``5.0``; the strict models take it as ``5``.
@@ -96,10 +90,6 @@ class ReadIn(_In):
 _ADJ = Permission.ADJUDICATE
 
 
-def _project(session: Any, actor: Any, project_id: int) -> Any:
-    return queries.visible_project(session, actor=actor, project_id=project_id)
-
-
 @router.get("/projects/{project_id}/cases", tags=["adjudication"])
 def list_cases(
     project_id: ProjectId,
@@ -110,7 +100,7 @@ def list_cases(
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Out:
     """Cases by priority (`adjudicate`): `{"cases": [...], "counts": {status: n}}`."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     rows = service.list_cases(
         session,
         actor=actor,
@@ -135,7 +125,7 @@ def open_case(
 ) -> Out:
     """Open a case on an item by hand (`adjudicate` or `audit.review`); 409 when the
     item already has an open case."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     case = service.open_case(session, actor=actor, project=p, item=body.item, note=body.note)
     row = service.case_row(session, case.id)
     return _created(idem, Out(**row.as_json()))  # type: ignore[return-value]
@@ -148,7 +138,7 @@ def detect_cases(
     """Run case detection now (`adjudicate`): `{"opened", "candidates", "by_reason",
     "seconds"}`. Items with an open case or a ruling are left alone."""
     with long_read(request, session) as reader:
-        p = _project(reader, actor, project_id)
+        p = project_of(reader, actor, project_id)
         r = service.detect_apart(reader=reader, session=session, actor=actor, project=p)
     return Out(opened=r.opened, candidates=r.candidates, by_reason=r.by_reason, seconds=r.seconds)
 
@@ -196,7 +186,7 @@ def list_rulings(
 ) -> Out:
     """Rulings, newest first (any member): `{"rulings": [...]}`; `notable=true` gives
     the digest's."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     found = rulings.list_rulings(session, actor=actor, project=p, notable=notable, limit=limit)
     return Out(rulings=[{**ruling_json(r), "item": ext} for r, ext in found])
 
@@ -206,7 +196,7 @@ def get_ruling(
     project_id: ProjectId, ruling_id: RulingId, session: SessionDep, actor: CurrentActor
 ) -> Out:
     """One ruling (any member)."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     return Out(
         **ruling_json(rulings.get_ruling(session, actor=actor, project=p, ruling_id=ruling_id))
     )
@@ -228,7 +218,7 @@ def update_settings(
     project_id: ProjectId, body: SettingsIn, session: SessionDep, actor: CurrentActor
 ) -> Out:
     """Change some settings (`project.manage`: leads); fields left out keep their value."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     changes = body.model_dump(exclude_none=True)
     cfg = service.update_settings(session, actor=actor, project=p, changes=changes)
     return Out(**service.settings_json(cfg))
@@ -242,7 +232,7 @@ def list_amendments(
     status: Annotated[Literal["proposed", "accepted", "rejected", "all"], Query()] = "proposed",
 ) -> Out:
     """Proposed changes to rules (`adjudicate` or `guideline.edit`)."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     found = amendments.list_amendments(
         session, actor=actor, project=p, status=None if status == "all" else status
     )
@@ -258,7 +248,7 @@ def accept_amendment(
     project_id: ProjectId, amendment_id: AmendmentId, session: SessionDep, actor: CurrentActor
 ) -> Out:
     """Apply an amendment to the draft (`guideline.edit`); 409 when already decided."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     a = amendments.accept(session, actor=actor, project=p, amendment_id=amendment_id)
     return Out(id=a.id, **amendments.amendment_json(a))
 
@@ -272,7 +262,7 @@ def reject_amendment(
     project_id: ProjectId, amendment_id: AmendmentId, session: SessionDep, actor: CurrentActor
 ) -> Out:
     """Reject an amendment (`guideline.edit`); 409 when already decided."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     a = amendments.reject(session, actor=actor, project=p, amendment_id=amendment_id)
     return Out(id=a.id, **amendments.amendment_json(a))
 

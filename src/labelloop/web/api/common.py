@@ -1,5 +1,6 @@
 """What every ``/api/v1`` router shares: the error responses it declares, the project
-id parameter, and the answer of a write (remembered for ``Idempotency-Key``)."""
+id parameter, the project a caller may see, the free-form answer model, and the answer
+of a write (remembered for ``Idempotency-Key``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import Path
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from labelloop.identifiers import MAX_ID
+from labelloop.web import queries
 from labelloop.web.api.schemas import ErrorResponse
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -35,3 +38,14 @@ def _created(idem: Any, body: Any, status: int = 201) -> JSONResponse:
     data = body.model_dump(mode="json", by_alias=True)
     idem.remember(status, data)
     return JSONResponse(data, status_code=status)
+
+
+class Out(BaseModel):
+    """A JSON answer whose keys are documented on the operation."""
+
+    model_config = {"extra": "allow"}
+
+
+def project_of(session: Any, actor: Any, project_id: int) -> Any:
+    """The project, for a caller who may see it (404 otherwise)."""
+    return queries.visible_project(session, actor=actor, project_id=project_id)

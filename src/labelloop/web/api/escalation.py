@@ -7,16 +7,15 @@ started_at, due_at, escalated_at, overdue_minutes``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from labelloop.escalation import paths as escalation_paths
 from labelloop.escalation import service as escalation
 from labelloop.store.base import utcnow
-from labelloop.web import queries
-from labelloop.web.api.common import ERRORS, WRITE_ERRORS, ProjectId
+from labelloop.web.api.common import ERRORS, WRITE_ERRORS, Out, ProjectId, project_of
 from labelloop.web.api.schemas import Text, _In
 from labelloop.web.deps import CurrentActor, SessionDep, TransactionRoute
 
@@ -26,12 +25,6 @@ Subject = Annotated[
     Literal["case", "flag", "audit_run", "feedback"],
     Path(description="What waits: `case`, `flag`, `audit_run` or `feedback`."),
 ]
-
-
-class Out(BaseModel):
-    """A JSON answer whose keys are documented on the operation."""
-
-    model_config = {"extra": "allow"}
 
 
 #: ``role:SLA`` levels separated by commas (roles and ranges are checked by the service).
@@ -46,10 +39,6 @@ class PathIn(_In):
     )
 
 
-def _project(session: Any, actor: Any, project_id: int) -> Any:
-    return queries.visible_project(session, actor=actor, project_id=project_id)
-
-
 @router.get("/projects/{project_id}/escalation/overdue", tags=["escalation"])
 def overdue(
     project_id: ProjectId,
@@ -60,7 +49,7 @@ def overdue(
 ) -> Out:
     """What waits past its deadline, most overdue first (`project.manage`):
     `{"deadlines": [...]}`."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     now = utcnow()
     found = escalation.waiting(
         session, actor=actor, project_id=p.id, overdue_only=not all, now=now, limit=limit
@@ -71,7 +60,7 @@ def overdue(
 @router.get("/projects/{project_id}/escalation/paths", tags=["escalation"])
 def get_paths(project_id: ProjectId, session: SessionDep, actor: CurrentActor) -> Out:
     """Every subject's path: `{subject: {"levels": "role:SLA, ...", "default": bool}}`."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     return Out(**escalation_paths.paths(session, actor=actor, project_id=p.id))
 
 
@@ -89,7 +78,7 @@ def put_path(
 ) -> Out:
     """Set a subject's path, or put the default back with `levels: null`
     (`project.manage`); 422 naming the level that is wrong."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     escalation_paths.set_path(
         session, actor=actor, project_id=p.id, subject=subject, spec=body.levels
     )

@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from labelloop.feedback import effect, lifecycle, service
 from labelloop.identifiers import MAX_ID
-from labelloop.web import queries
-from labelloop.web.api.common import ERRORS, WRITE_ERRORS, ProjectId, _created
+from labelloop.web.api.common import ERRORS, WRITE_ERRORS, Out, ProjectId, _created, project_of
 from labelloop.web.api.schemas import Id, Identifier, Reason, Text, _In
 from labelloop.web.deps import CurrentActor, SessionDep, TransactionRoute
 from labelloop.web.idempotency import IdempotencyDep
@@ -23,12 +22,6 @@ NoteId = Annotated[int, Path(ge=1, le=MAX_ID, description="The note's id (1 to 2
 Name = Annotated[Identifier, Field(max_length=50)]
 Status = Literal["draft", "sent", "acknowledged", "resolved"]
 Severity = Literal["low", "medium", "high", "critical"]
-
-
-class Out(BaseModel):
-    """A JSON answer whose keys are documented on the operation."""
-
-    model_config = {"extra": "allow"}
 
 
 class NoteFields(_In):
@@ -73,16 +66,12 @@ class ReplyIn(_In):
     body: Annotated[Reason, Field(max_length=5000)]
 
 
-def _project(session: Any, actor: Any, project_id: int) -> Any:
-    return queries.visible_project(session, actor=actor, project_id=project_id)
-
-
 def _fields(f: NoteFields | None) -> dict[str, Any]:
     return {} if f is None else {k: v for k, v in f.model_dump().items() if v is not None}
 
 
 def _note(session: Any, actor: Any, project_id: int, note_id: int) -> Any:
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     note = service.get_note(session, actor=actor, note_id=note_id)
     if note.project_id != p.id:
         from labelloop.errors import NotFound
@@ -100,7 +89,7 @@ def list_feedback(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Out:
     """The project's notes, newest first (`feedback.send`): `{"notes": [...]}`."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     notes = service.list_notes(session, actor=actor, project=p, status=status, limit=limit)
     return Out(notes=[service.note_json(n) for n in notes])
 
@@ -108,7 +97,7 @@ def list_feedback(
 @router.get("/projects/{project_id}/feedback/mine", tags=["feedback"])
 def my_feedback(project_id: ProjectId, session: SessionDep, actor: CurrentActor) -> Out:
     """The caller's own notes in the project, newest first: `{"notes", "unread"}`."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     notes = service.my_notes(session, actor=actor, project=p)
     return Out(
         notes=[service.note_json(n) for n in notes],
@@ -126,7 +115,7 @@ def feedback_stats(
     """`sent`, `acknowledged`, `ack_rate`, `latency_hours` (`finding_to_sent`,
     `sent_to_ack`: `median`, `p90`) and `effect`: per template `{template, n_notes,
     before: {rate, ci}, after: {rate, ci}, p_value}` (`feedback.send`)."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     return Out(**effect.stats(session, actor=actor, project=p, window_days=window_days))
 
 
@@ -142,7 +131,7 @@ def write_feedback(
 ) -> Out:
     """Write a draft (`feedback.send`); the template's required fields are checked
     (422 naming them, e.g. `what_was_right` for `positive`)."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     new = lifecycle.NewNote(
         recipient=body.recipient,
         template=body.template,
@@ -162,7 +151,7 @@ def send_feedback(
 ) -> Out:
     """Send drafts (`feedback.send`): `{"sent": [ids], "refused": {id: [{field,
     message}]}}` (refused drafts lack their template's fields, or were sent before)."""
-    p = _project(session, actor, project_id)
+    p = project_of(session, actor, project_id)
     r = lifecycle.send(session, actor=actor, project=p, note_ids=body.ids)
     refused = {
         str(k): [{"field": v.field, "message": v.message} for v in vs]

@@ -47,6 +47,7 @@ from labelloop.web.deps import (
     TransactionRoute,
     long_read,
 )
+from labelloop.web.forms import form_number
 from labelloop.web.templating import render
 
 router = APIRouter(route_class=TransactionRoute)
@@ -456,16 +457,6 @@ def case_page(
     return _case_page(request, session, actor, case_id)
 
 
-def _number(raw: str) -> int | float | str:
-    try:
-        v = float(raw)
-    except ValueError:
-        return raw  # the validator names it
-    if not math.isfinite(v):
-        return raw
-    return int(v) if v.is_integer() and "." not in raw and "e" not in raw.lower() else v
-
-
 def _label(schema: LabelSchema, values: list[str]) -> Any:
     """The chosen label as the schema wants it (``None`` when nothing was chosen)."""
     tt = schema.task_type
@@ -480,7 +471,7 @@ def _label(schema: LabelSchema, values: list[str]) -> Any:
         except json.JSONDecodeError:
             return raw  # the validator names it
     if tt == "ordinal" and schema.scale is not None:
-        return _number(raw.strip())
+        return form_number(raw.strip())
     return raw
 
 

@@ -31,6 +31,7 @@ from labelloop.web import queries
 from labelloop.web.app import PAGE_CSP
 from labelloop.web.deps import CurrentActor, CurrentUser, PathId, SessionDep, TransactionRoute
 from labelloop.web.errors import details_of
+from labelloop.web.forms import form_number
 from labelloop.web.pages.guidelines import guideline_panel
 from labelloop.web.templating import render
 from labelloop.workbench import service as workbench
@@ -212,16 +213,6 @@ def _page(
 # -- reading the form -------------------------------------------------------------------
 
 
-def _number(raw: str) -> int | float | str:
-    try:
-        v = float(raw)
-    except ValueError:
-        return raw  # the validator names it
-    if not math.isfinite(v):
-        return raw
-    return int(v) if v.is_integer() and "." not in raw and "e" not in raw.lower() else v
-
-
 def _value(schema: LabelSchema, form: FormData) -> Any:
     tt = schema.task_type
     if tt == "multi":
@@ -246,7 +237,7 @@ def _value(schema: LabelSchema, form: FormData) -> Any:
             f"choose {what} before submitting", [Violation("value", "required", f"choose {what}")]
         )
     if tt == "ordinal" and schema.scale is not None:
-        return _number(raw.strip())
+        return form_number(raw.strip())
     return raw
 
 
@@ -259,7 +250,7 @@ def _attributes(schema: LabelSchema, form: FormData) -> dict[str, Any]:
         if not isinstance(raw, str) or raw == "":
             continue
         if attr.type == "number":
-            out[attr.name] = _number(raw.strip())
+            out[attr.name] = form_number(raw.strip())
         elif attr.type == "bool":
             out[attr.name] = {"true": True, "false": False}.get(raw, raw)
         else:
